@@ -1,0 +1,214 @@
+"""Small network building blocks for encoders and decoders.
+
+Every network here accepts any number of leading batch dimensions, because the multi-sample
+estimators call decoders on latents of shape ``[K, B, D]`` (particles, batch, latent).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from pyro_vi._checks import check_choice, check_int, describe
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "softplus": nn.Softplus,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+}
+
+
+def _check_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
+    if not isinstance(shape, Sequence) or isinstance(shape, str) or len(shape) == 0:
+        raise TypeError(
+            f"{name} must be a non-empty sequence of positive ints, got {describe(shape)}"
+        )
+    return tuple(check_int(f"{name}[{i}]", s, minimum=1) for i, s in enumerate(shape))
+
+
+def _check_sizes(name: str, sizes: Sequence[int]) -> tuple[int, ...]:
+    if not isinstance(sizes, Sequence) or isinstance(sizes, str):
+        raise TypeError(f"{name} must be a sequence of positive ints, got {describe(sizes)}")
+    return tuple(check_int(f"{name}[{i}]", s, minimum=1) for i, s in enumerate(sizes))
+
+
+class MLP(nn.Sequential):
+    """A multilayer perceptron acting on the last dimension: Linear, activation, ..., Linear.
+
+    Arguments:
+        in_features: Size of the input's last dimension.
+        hidden: Sizes of the hidden layers (may be empty: a single Linear layer).
+        out_features: Size of the output's last dimension.
+        activation: One of :data:`ACTIVATIONS`; applied after every hidden layer, not the output.
+
+    Example:
+        >>> MLP(784, [200, 200], 100, activation="tanh")(torch.rand(7, 784)).shape
+        torch.Size([7, 100])
+    """
+
+    def __init__(
+        self, in_features: int, hidden: Sequence[int], out_features: int, activation: str = "tanh"
+    ) -> None:
+        sizes = [check_int("in_features", in_features, minimum=1)]
+        sizes += list(_check_sizes("hidden", hidden))
+        sizes.append(check_int("out_features", out_features, minimum=1))
+        act = ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
+        layers: list[nn.Module] = []
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+            layers.append(nn.Linear(fan_in, fan_out))
+            if i < len(sizes) - 2:
+                layers.append(act())
+        super().__init__(*layers)
+        self.in_features = sizes[0]
+        self.out_features = sizes[-1]
+
+
+class MLPEncoder(nn.Module):
+    """Flattens data ``[..., *data_shape]`` and maps it to features ``[..., out_features]``.
+
+    The last layer is followed by the activation too: the features feed a guide's output heads.
+
+    Arguments:
+        data_shape: Shape of one datapoint, e.g. ``(1, 28, 28)``.
+        hidden: Hidden layer sizes; the last one is ``out_features``.
+        activation: One of :data:`ACTIVATIONS`.
+    """
+
+    def __init__(
+        self, data_shape: Sequence[int], hidden: Sequence[int], activation: str = "tanh"
+    ) -> None:
+        super().__init__()
+        self.data_shape = _check_shape("data_shape", data_shape)
+        hidden = _check_sizes("hidden", hidden)
+        if not hidden:
+            raise ValueError("hidden must name at least one layer for an encoder, got []")
+        self.mlp = MLP(math.prod(self.data_shape), hidden[:-1], hidden[-1], activation)
+        self.activation = ACTIVATIONS[activation]()
+        self.out_features = hidden[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(-len(self.data_shape))
+        return self.activation(self.mlp(x))
+
+
+class MLPDecoder(nn.Module):
+    """Maps latents ``[..., latent_dim]`` to likelihood parameters ``[..., *data_shape]``.
+
+    Arguments:
+        latent_dim: Size of the latent vector.
+        hidden: Hidden layer sizes.
+        data_shape: Shape of one datapoint, e.g. ``(1, 28, 28)``.
+        activation: One of :data:`ACTIVATIONS`.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden: Sequence[int],
+        data_shape: Sequence[int],
+        activation: str = "tanh",
+    ) -> None:
+        super().__init__()
+        self.data_shape = _check_shape("data_shape", data_shape)
+        latent_dim = check_int("latent_dim", latent_dim, minimum=1)
+        self.mlp = MLP(latent_dim, hidden, math.prod(self.data_shape), activation)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.mlp(z).unflatten(-1, self.data_shape)
+
+
+def _conv_out(size: int) -> int:
+    # kernel 4, stride 2, padding 1 halves a size (rounding down).
+    return (size + 2 - 4) // 2 + 1
+
+
+class ConvEncoder(nn.Module):
+    """Two stride-2 convolutions (32 and 64 filters, kernel 4) and a dense layer to features.
+
+    Arguments:
+        data_shape: ``(channels, height, width)`` of one image; height and width at least 4.
+        out_features: Size of the feature vector fed to a guide's heads.
+        activation: One of :data:`ACTIVATIONS`.
+    """
+
+    def __init__(
+        self, data_shape: Sequence[int], out_features: int = 256, activation: str = "relu"
+    ) -> None:
+        super().__init__()
+        self.data_shape = _check_shape("data_shape", data_shape)
+        if len(self.data_shape) != 3 or min(self.data_shape[1:]) < 4:
+            raise ValueError(
+                "data_shape must be (channels, height, width) with height, width >= 4 for "
+                f"ConvEncoder, got {self.data_shape}"
+            )
+        channels, height, width = self.data_shape
+        act = ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels, 32, 4, stride=2, padding=1),
+            act(),
+            nn.Conv2d(32, 64, 4, stride=2, padding=1),
+            act(),
+        )
+        flat = 64 * _conv_out(_conv_out(height)) * _conv_out(_conv_out(width))
+        self.dense = nn.Sequential(nn.Linear(flat, out_features), act())
+        self.out_features = check_int("out_features", out_features, minimum=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch_shape = x.shape[:-3]
+        h = self.conv(x.reshape(-1, *self.data_shape))
+        return self.dense(h.flatten(1)).reshape(*batch_shape, -1)
+
+
+class ConvDecoder(nn.Module):
+    """The mirror image of :class:`ConvEncoder`: dense, then two stride-2 transposed convolutions.
+
+    Arguments:
+        latent_dim: Size of the latent vector.
+        data_shape: ``(channels, height, width)`` of one image; height and width at least 4.
+        hidden: Width of the dense layer before the feature map.
+        activation: One of :data:`ACTIVATIONS`.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        data_shape: Sequence[int],
+        hidden: int = 256,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        self.data_shape = _check_shape("data_shape", data_shape)
+        if len(self.data_shape) != 3 or min(self.data_shape[1:]) < 4:
+            raise ValueError(
+                "data_shape must be (channels, height, width) with height, width >= 4 for "
+                f"ConvDecoder, got {self.data_shape}"
+            )
+        channels, height, width = self.data_shape
+        act = ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
+        # The intermediate sizes of the encoder; transposed convolutions need them to undo the
+        # rounding of odd sizes.
+        self._mid = (_conv_out(height), _conv_out(width))
+        self._low = (_conv_out(self._mid[0]), _conv_out(self._mid[1]))
+        self.dense = nn.Sequential(
+            nn.Linear(check_int("latent_dim", latent_dim, minimum=1), hidden),
+            act(),
+            nn.Linear(hidden, 64 * self._low[0] * self._low[1]),
+            act(),
+        )
+        self.deconv1 = nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1)
+        self.act = act()
+        self.deconv2 = nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        batch_shape = z.shape[:-1]
+        h = self.dense(z.reshape(-1, z.shape[-1])).reshape(-1, 64, *self._low)
+        h = self.act(self.deconv1(h, output_size=self._mid))
+        h = self.deconv2(h, output_size=self.data_shape[1:])
+        return h.reshape(*batch_shape, *self.data_shape)
