@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from pyro_vi import data as datasets
+from pyro_vi import estimators
 from pyro_vi.job import ARCHITECTURES, BINARIZATIONS, TrainConfig, train_vae
 from pyro_vi.models.likelihoods import LIKELIHOODS
 from pyro_vi.nets import ACTIVATIONS
@@ -52,6 +53,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--activation", choices=sorted(ACTIVATIONS), default=defaults.activation)
     train.add_argument("--likelihood", choices=LIKELIHOODS, default=defaults.likelihood)
+    train.add_argument(
+        "--estimator",
+        choices=sorted(estimators.ESTIMATORS),
+        default=defaults.estimator,
+        help="the bound trained on",
+    )
+    train.add_argument(
+        "--num-particles",
+        type=int,
+        default=defaults.num_particles,
+        help="particles K per datapoint (miwae/piwae: 1 x K)",
+    )
     train.add_argument("--epochs", type=int, default=defaults.epochs)
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument("--learning-rate", "--lr", type=float, default=defaults.learning_rate)

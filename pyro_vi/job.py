@@ -19,6 +19,7 @@ import pyro.optim
 import torch
 
 from pyro_vi import data as datasets
+from pyro_vi import estimators
 from pyro_vi._checks import check_choice, check_float, check_int
 from pyro_vi.architectures import conv_vae, mlp_vae
 from pyro_vi.devices import resolve_device
@@ -41,6 +42,8 @@ class TrainConfig:
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "tanh"
     likelihood: str = "bernoulli"
+    estimator: str = "elbo"
+    num_particles: int = 1
     epochs: int = 150
     batch_size: int = 100
     learning_rate: float = 3e-3
@@ -55,6 +58,8 @@ class TrainConfig:
         check_choice("binarize", self.binarize, BINARIZATIONS)
         check_choice("architecture", self.architecture, ARCHITECTURES)
         check_int("latent_dim", self.latent_dim, minimum=1)
+        check_choice("estimator", self.estimator, estimators.ESTIMATORS)
+        check_int("num_particles", self.num_particles, minimum=1)
         for i, size in enumerate(self.hidden):
             check_int(f"hidden[{i}]", size, minimum=1)
         check_int("epochs", self.epochs, minimum=1)
@@ -70,8 +75,15 @@ def _binarized(split: Any, binarize: str) -> Any:
     return split
 
 
+def _particle_options(config: TrainConfig) -> dict[str, int]:
+    """The estimator's particle count: K = num_particles, or M x K' = 1 x K for miwae/piwae."""
+    if "num_inner" in estimators.options(config.estimator):
+        return {"num_outer": 1, "num_inner": config.num_particles}
+    return {"num_particles": config.num_particles}
+
+
 def train_vae(config: TrainConfig) -> dict[str, Path]:
-    """Load the data, build the VAE, train it with ``Trace_ELBO`` and write the report.
+    """Load the data, build the VAE, train it with the chosen estimator and write the report.
 
     Returns:
         The paths written by :func:`pyro_vi.report.write_report`, plus ``"config"``.
@@ -98,11 +110,13 @@ def train_vae(config: TrainConfig) -> dict[str, Path]:
             shape, config.latent_dim, config.hidden[0], config.activation, config.likelihood
         )
     start = time.perf_counter()
+    loss = estimators.get(config.estimator, **_particle_options(config))
     history: History = fit(
         model,
         guide,
         train,
         test_data=test,
+        loss=loss,
         optim=pyro.optim.Adam({"lr": config.learning_rate}),
         epochs=config.epochs,
         batch_size=config.batch_size,

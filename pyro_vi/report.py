@@ -70,8 +70,8 @@ def image_grid(images: torch.Tensor, columns: int, title: str | None = None) -> 
     return figure
 
 
-def loss_curves(history: History, title: str = "Loss (minus ELBO)") -> Figure:
-    """Train and test loss per epoch, nats per datapoint."""
+def loss_curves(history: History, title: str | None = None) -> Figure:
+    """Train and test loss (minus the bound) per epoch, nats per datapoint."""
     figure = Figure(figsize=(6, 4))
     axis = figure.add_subplot(1, 1, 1)
     epochs = range(1, history.epochs + 1)
@@ -80,7 +80,7 @@ def loss_curves(history: History, title: str = "Loss (minus ELBO)") -> Figure:
         axis.plot(range(1, len(history.test_loss) + 1), history.test_loss, label="test")
     axis.set_xlabel("epoch")
     axis.set_ylabel("nats per datapoint")
-    axis.set_title(title)
+    axis.set_title(title or f"Loss (minus the {history.bound} bound)")
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()

@@ -22,6 +22,7 @@ from pyro.infer import ELBO, SVI, Trace_ELBO
 from torch import nn
 from tqdm.auto import tqdm
 
+from pyro_vi import estimators
 from pyro_vi._checks import check_int, describe
 from pyro_vi.devices import resolve_device
 
@@ -38,22 +39,25 @@ class History:
             (empty without test data).
         seconds: Wall-clock seconds of each epoch's training steps.
         interrupted: True when training stopped early on ``KeyboardInterrupt``.
+        bound: What the losses are minus of: the estimator's name (``"elbo"``, ``"iwae"``, ...)
+            or, for another Pyro ELBO, its class name.
     """
 
     train_loss: list[float] = field(default_factory=list)
     test_loss: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     interrupted: bool = False
+    bound: str = "elbo"
 
     @property
     def epochs(self) -> int:
         return len(self.train_loss)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict, with the bounds (ELBOs) alongside the losses."""
+        """A JSON-ready dict, with the bounds alongside the losses (minus the bounds)."""
         out = asdict(self)
-        out["train_elbo"] = [-v for v in self.train_loss]
-        out["test_elbo"] = [-v for v in self.test_loss]
+        out["train_bound"] = [-v for v in self.train_loss]
+        out["test_bound"] = [-v for v in self.test_loss]
         out["unit"] = "nats per datapoint"
         return out
 
@@ -160,7 +164,7 @@ def fit(
     train_data: Batchable | Sequence[Batchable],
     *,
     test_data: Batchable | Sequence[Batchable] | None = None,
-    loss: ELBO | None = None,
+    loss: ELBO | str | None = None,
     optim: pyro.optim.PyroOptim | None = None,
     epochs: int = 10,
     batch_size: int = 100,
@@ -183,7 +187,8 @@ def fit(
             labels); anything with ``len``, indexing by a LongTensor and ``.to`` works, such as
             :class:`pyro_vi.data.DynamicBinarization`.
         test_data: Evaluated with the same estimator at the end of each epoch.
-        loss: Any Pyro ``ELBO`` (default ``Trace_ELBO()``).
+        loss: Any Pyro ``ELBO`` (default ``Trace_ELBO()``), or the name of one of
+            :mod:`pyro_vi.estimators` with its default options (``"iwae"``, ``"dreg"``, ...).
         optim: Any ``pyro.optim`` optimizer (default ``Adam(lr=1e-3)``); a ``PyroLRScheduler`` is
             stepped once per epoch.
         epochs: Number of passes over the training data.
@@ -211,8 +216,12 @@ def fit(
     if not callable(guide):
         raise TypeError(f"guide must be a callable Pyro guide, got {describe(guide)}")
     loss = Trace_ELBO() if loss is None else loss
+    if isinstance(loss, str):
+        loss = estimators.get(loss)
     if not isinstance(loss, ELBO):
-        raise TypeError(f"loss must be a pyro.infer.ELBO instance, got {describe(loss)}")
+        raise TypeError(
+            f"loss must be a pyro.infer.ELBO instance or an estimator name, got {describe(loss)}"
+        )
     optim = pyro.optim.Adam({"lr": 1e-3}) if optim is None else optim
     if not isinstance(optim, pyro.optim.PyroOptim):
         raise TypeError(f"optim must be a pyro.optim optimizer, got {describe(optim)}")
@@ -234,7 +243,7 @@ def fit(
     _move_params(model, guide, tuple(item[:batch_size] for item in train_items), device)
 
     svi = SVI(model, guide, optim, loss=loss)
-    history = History()
+    history = History(bound=getattr(loss, "name", "") or type(loss).__name__)
     modules = _modules_of(model) + _modules_of(guide)
     bar = tqdm(range(epochs), desc="training", unit="epoch", disable=not progress)
     try:

@@ -24,9 +24,10 @@ def test_train_writes_the_report(tmp_path, capsys):
     ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert len(metrics["history"]["train_elbo"]) == 2
-    assert len(metrics["history"]["test_elbo"]) == 2
+    assert len(metrics["history"]["train_bound"]) == 2
+    assert len(metrics["history"]["test_bound"]) == 2
     assert metrics["metrics"]["final_test_elbo"] < 0
+    assert metrics["history"]["bound"] == "elbo"
     assert metrics["config"]["environment"]["torch"] == torch.__version__
     assert "metrics" in capsys.readouterr().out
 
@@ -51,6 +52,15 @@ def test_conv_architecture(tmp_path):
         == 0
     )
     assert (out / "samples.png").is_file()
+
+
+def test_another_estimator(tmp_path):
+    out = tmp_path / "iwae"
+    argv = ["train", "--estimator", "miwae", "--num-particles", "3", "--epochs", "1"]
+    assert main([*argv, "--hidden", "16", "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["history"]["bound"] == "miwae"
+    assert metrics["config"]["num_particles"] == 3
 
 
 def test_bad_values_exit_with_a_message(tmp_path, capsys):

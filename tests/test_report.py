@@ -31,7 +31,7 @@ def test_write_report(tmp_path):
         data = paths[kind].read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
     metrics = json.loads(paths["metrics"].read_text())
-    assert metrics["history"]["test_elbo"] == [-41.0, -36.0]
+    assert metrics["history"]["test_bound"] == [-41.0, -36.0]
     assert metrics["config"] == {"a": 1} and metrics["metrics"] == {"b": 2}
 
 

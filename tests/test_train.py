@@ -132,7 +132,7 @@ def test_lr_scheduler_is_stepped_per_epoch():
 def test_history_to_dict():
     history = History(train_loss=[3.0, 2.0], test_loss=[3.5, 2.5], seconds=[0.1, 0.1])
     out = history.to_dict()
-    assert out["train_elbo"] == [-3.0, -2.0] and out["unit"] == "nats per datapoint"
+    assert out["train_bound"] == [-3.0, -2.0] and out["unit"] == "nats per datapoint"
 
 
 def test_bad_arguments():
@@ -143,7 +143,9 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="batch_size must be an integer"):
         fit(model, guide, x, batch_size=2.5)
     with pytest.raises(TypeError, match="loss must be a pyro.infer.ELBO"):
-        fit(model, guide, x, loss="elbo")
+        fit(model, guide, x, loss=3)
+    with pytest.raises(ValueError, match="unknown estimator 'elb'"):
+        fit(model, guide, x, loss="elb")
     with pytest.raises(TypeError, match="optim must be a pyro.optim optimizer"):
         fit(model, guide, x, optim=torch.optim.Adam)
     with pytest.raises(TypeError, match="train_data must be a torch.Tensor"):

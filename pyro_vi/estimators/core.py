@@ -28,6 +28,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
+from pyro.util import check_site_shape
 
 PARTICLE_PLATE = "num_particles_vectorized"
 
@@ -37,8 +38,13 @@ def _is_latent(site: dict) -> bool:
 
 
 def plate_nesting(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> int:
-    """How many plate dimensions model and guide use (the particle plate goes left of them)."""
-    with poutine.block():
+    """How many plate dimensions model and guide use (the particle plate goes left of them).
+
+    Found by running guide and model once; the random number generators are restored afterwards,
+    so that a seeded first step draws what every later seeded step would.
+    """
+    devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices), poutine.block():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
@@ -214,6 +220,15 @@ def compute_log_weights(
     )
     model_trace = prune_subsample_sites(model_trace)
     _check_sites_match(model_trace, guide_trace)
+    # Scaled and masked log-densities of every site, computed once (Pyro memoizes them).
+    guide_trace.compute_log_prob()
+    model_trace.compute_log_prob()
+    if pyro.infer.util.is_validation_enabled():
+        # Pyro's own check: every batch dimension of a site must belong to a plate.
+        for trace in (guide_trace, model_trace):
+            for site in trace.nodes.values():
+                if site["type"] == "sample":
+                    check_site_shape(site, plate_nesting + 1)
     plate = find_data_plate(model_trace, data_plate)
 
     global_latent = plate is None or any(
@@ -222,8 +237,8 @@ def compute_log_weights(
     )
 
     def reduce_site(site: dict, log_prob: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """[K, B] for a site in the data plate (unscaled by N/B), else [K]."""
-        log_prob = _scale_and_mask(log_prob, site)
+        """[K, B] for a site in the data plate (unscaled by N/B), else [K]; ``log_prob`` comes
+        scaled and masked like the site."""
         full = plate_nesting + 1
         if log_prob.dim() > full:
             raise ValueError(
@@ -275,13 +290,13 @@ def compute_log_weights(
             if analytic_kl:
                 kl = _analytic_kl(guide_site, site)
                 if kl is not None:
-                    terms.append((site, -kl))
+                    terms.append((site, -_scale_and_mask(kl, site)))
                     continue
-            terms.append((guide_site, -guide_site["fn"].log_prob(guide_site["value"])))
-        terms.append((site, site["fn"].log_prob(site["value"])))
+            terms.append((guide_site, -guide_site["log_prob"]))
+        terms.append((site, site["log_prob"]))
     for site in guide_trace.nodes.values():
         if _is_latent(site) and (detach_latents or not site["fn"].has_rsample):
-            score_terms.append((site, site["fn"].log_prob(site["value"])))
+            score_terms.append((site, site["log_prob"]))
     log_w, offset = arrange(terms)
     if score_terms:
         score_log_q, _ = arrange(score_terms)

@@ -1,0 +1,65 @@
+"""Shared pieces of the estimator tests: the conjugate models, options per estimator, guides."""
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from pyro_vi.models.conjugate import FactorAnalysis, NormalNormal, NormalNormalGlobal
+
+F64 = torch.float64
+
+# Options that make every estimator multi-particle (K = 6 in all), so that reductions matter.
+OPTIONS = {
+    "elbo": {"num_particles": 6},
+    "meanfield": {"num_particles": 6},
+    "score": {"num_particles": 6},
+    "renyi": {"alpha": 0.5, "num_particles": 6},
+    "iwae": {"num_particles": 6},
+    "vrmax": {"num_particles": 6},
+    "miwae": {"num_outer": 2, "num_inner": 3},
+    "ciwae": {"beta": 0.3, "num_particles": 6},
+    "piwae": {"num_outer": 2, "num_inner": 3},
+    "stl": {"num_particles": 6},
+    "dreg": {"num_particles": 6},
+}
+
+
+def make_conjugate(name):
+    generator = torch.Generator().manual_seed(1)
+    if name == "normal_normal":
+        return NormalNormal(torch.randn(3, dtype=F64, generator=generator), 1.3, 0.7)
+    if name == "factor_analysis":
+        weight = torch.randn(5, 2, dtype=F64, generator=generator)
+        noise = torch.rand(5, dtype=F64, generator=generator) + 0.2
+        return FactorAnalysis(weight, torch.randn(5, dtype=F64, generator=generator), noise)
+    return NormalNormalGlobal(torch.randn(3, dtype=F64, generator=generator), 1.3, 0.7)
+
+
+CONJUGATE = ["normal_normal", "factor_analysis", "normal_normal_global"]
+
+
+def total_evidence(model, x, num_data=None):
+    """log p(x) of the (possibly minibatch-scaled) model, one number, differentiable."""
+    evidence = model.log_evidence(x, num_data)
+    if model.local:
+        evidence = (1.0 if num_data is None else num_data / len(x)) * evidence.sum()
+    return evidence
+
+
+class LocalGaussianGuide:
+    """A non-amortized guide for NormalNormal with parameters of its own: q(z_i) = N(m_i, s^2 I).
+
+    ``shift`` and ``stretch`` move it away from the exact posterior (0 and 1 keep it exact).
+    """
+
+    def __init__(self, model, x, shift=0.0, stretch=1.0):
+        with torch.no_grad():
+            posterior = model.posterior(x)
+            self.loc = (posterior.mean + shift).clone()
+            self.scale = (posterior.base_dist.scale[0] * stretch).clone()
+
+    def __call__(self, x, num_data=None):
+        loc = pyro.param("guide_loc", self.loc)
+        scale = pyro.param("guide_scale", self.scale, constraint=dist.constraints.positive)
+        with pyro.plate("data", len(x)):
+            return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
