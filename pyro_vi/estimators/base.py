@@ -19,7 +19,6 @@ score-function terms, validation, ``loss``/``loss_and_grads``/``differentiable_l
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -169,11 +168,7 @@ class Estimator(ELBO):
             grads += _grads(guide_surrogate, guide_params, retain_graph=False)
             for param, grad in zip(model_params + guide_params, grads, strict=True):
                 param.grad = -grad if param.grad is None else param.grad - grad
-        loss = -float(bound)
-        if not math.isfinite(loss):
-            # SVI reports the loss; a NaN here usually means the data or a density is invalid.
-            return loss
-        return loss
+        return -float(bound)
 
 
 def _unconstrained(site: dict) -> torch.Tensor:

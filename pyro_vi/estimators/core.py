@@ -27,6 +27,7 @@ from typing import Any
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_site_shape
 
@@ -158,16 +159,8 @@ class LogWeights:
 
 
 def _scale_and_mask(log_prob: torch.Tensor, site: dict) -> torch.Tensor:
-    scale, mask = site["scale"], site["mask"]
-    if mask is not None:
-        log_prob = (
-            log_prob.masked_fill(~mask.bool(), 0.0)
-            if isinstance(mask, torch.Tensor)
-            else (log_prob if mask else torch.zeros_like(log_prob))
-        )
-    if not (isinstance(scale, float | int) and scale == 1.0):
-        log_prob = log_prob * scale
-    return log_prob
+    """Apply the site's scale and mask, as Pyro does for its own ``log_prob``."""
+    return scale_and_mask(log_prob, site["scale"], site["mask"])
 
 
 def compute_log_weights(
@@ -259,6 +252,8 @@ def compute_log_weights(
             return log_prob.expand(num_particles, plate.size), True
         return log_prob.expand(num_particles), False
 
+    zero = _a_zero(model_trace)
+
     def arrange(per_site: list[tuple[dict, torch.Tensor]]) -> tuple[torch.Tensor, Any]:
         local, glob = None, None
         for site, log_prob in per_site:
@@ -267,7 +262,6 @@ def compute_log_weights(
                 local = value if local is None else local + value
             else:
                 glob = value if glob is None else glob + value
-        zero = guide_trace_dtype_zero
         if global_latent:
             joint = zero.expand(num_particles)
             if local is not None:
@@ -280,7 +274,6 @@ def compute_log_weights(
         offset = glob.mean(0) if glob is not None else zero
         return local, offset
 
-    guide_trace_dtype_zero = _a_zero(model_trace)
     terms, score_terms = [], []
     for name, site in model_trace.nodes.items():
         if site["type"] != "sample":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from pyro_vi._checks import check_float
 from pyro_vi.estimators.base import Estimator
 from pyro_vi.estimators.core import LogWeights
 
@@ -68,8 +69,6 @@ class ScoreFunctionELBO(TraceELBO):
         max_plate_nesting: int | None = None,
     ) -> None:
         super().__init__(num_particles, data_plate=data_plate, max_plate_nesting=max_plate_nesting)
-        from pyro_vi._checks import check_float
-
         self.baseline_decay = check_float(
             "baseline_decay", baseline_decay, minimum=0.0, maximum=1.0
         )
