@@ -151,11 +151,32 @@ class LogWeights:
         terms = []
         for site in self.guide_trace.nodes.values():
             if _is_latent(site):
+                if not scores_fresh_values(site["fn"]):
+                    raise ValueError(
+                        f"the guide's distribution at site {site['name']!r} can only score its own "
+                        "samples (a flow without a closed-form inverse, such as planar, radial or "
+                        "sylvester), but the STL/DReG gradients evaluate log q at a detached "
+                        "sample; use 'elbo', 'iwae' or another estimator, or a family with an "
+                        "inverse"
+                    )
                 log_q = site["fn"].log_prob(site["value"].detach())
                 log_q = _scale_and_mask(log_q, site)
                 terms.append((site, log_q - log_q.detach()))
         correction, _ = self.arrange(terms)
         return self.log_w + correction
+
+
+def scores_fresh_values(fn: Any) -> bool:
+    """Whether ``fn.log_prob`` works at a value that ``fn`` did not sample itself.
+
+    Reads the ``has_tractable_inverse`` flag of the posterior families through any wrapping
+    distributions (transformed, expanded, independent); distributions without it can.
+    """
+    while fn is not None:
+        if getattr(fn, "has_tractable_inverse", True) is False:
+            return False
+        fn = getattr(fn, "base_dist", None)
+    return True
 
 
 def _scale_and_mask(log_prob: torch.Tensor, site: dict) -> torch.Tensor:
