@@ -23,6 +23,7 @@ from pyro_vi import estimators
 from pyro_vi._checks import check_choice, check_float, check_int
 from pyro_vi.architectures import conv_vae, mlp_vae
 from pyro_vi.devices import resolve_device
+from pyro_vi.evaluation import log_likelihood
 from pyro_vi.report import write_report
 from pyro_vi.train import History, evaluate_loss, fit
 
@@ -127,8 +128,11 @@ def train_vae(config: TrainConfig) -> dict[str, Path]:
     device = resolve_device(config.device)
     test_on_device = test.to(device)
     test_images = test_on_device[torch.arange(len(test_on_device), device=device)]
+    # log p(x) by importance sampling with the guide as proposal (IWAE-K, K = 1000), per image.
+    log_px = log_likelihood(model, guide, test_images, num_samples=1000, chunk_size=250)
     metrics = {
         "final_test_elbo": -evaluate_loss(model, guide, test_images),
+        "test_log_likelihood_iwae_1000": float(log_px.mean()),
         "final_train_elbo": -history.train_loss[-1],
         "training_seconds": seconds,
         "parameters": sum(p.numel() for m in (model, guide) for p in m.parameters()),
