@@ -11,7 +11,10 @@ and may override
 - ``_particles() -> int``: how many particles one pass draws (default ``num_particles``);
 - ``_guide_surrogate(weights) -> Tensor | None``: a surrogate whose gradient replaces the bound's
   gradient for parameters that only the guide uses (STL, DReG, PIWAE); parameters that the model
-  uses (including any it shares with the guide) keep the gradient of the bound itself.
+  uses (including any it shares with the guide) keep the gradient of the bound itself. This takes
+  two gradient passes, unless
+- ``_single_pass_surrogate(weights, guide_surrogate) -> Tensor | None`` builds one surrogate
+  with both gradients, which is possible when model and guide share no parameter.
 
 Everything else (the vectorized particle pass, per-datapoint decomposition, minibatch scaling,
 score-function terms, validation, ``loss``/``loss_and_grads``/``differentiable_loss``) is here.
@@ -64,6 +67,7 @@ class Estimator(ELBO):
         super().__init__(num_particles=num_particles, vectorize_particles=True)
         self.data_plate = data_plate
         self._plate_nesting = max_plate_nesting
+        self._validated = False
 
     # -- what subclasses implement ------------------------------------------------------------
 
@@ -84,7 +88,7 @@ class Estimator(ELBO):
         """One vectorized pass: the :class:`~pyro_vi.estimators.core.LogWeights` reduced here."""
         if self._plate_nesting is None:
             self._plate_nesting = plate_nesting(model, guide, args, kwargs)
-        return compute_log_weights(
+        weights = compute_log_weights(
             model,
             guide,
             args,
@@ -95,7 +99,10 @@ class Estimator(ELBO):
             detach_latents=self.detach_latents,
             analytic_kl=self.analytic_kl,
             require_reparam=self.name if self.requires_reparam else None,
+            validate=not self._validated,
         )
+        self._validated = True
+        return weights
 
     def _get_trace(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> tuple:
         """(model trace, guide trace) of one vectorized pass, as Pyro's ELBO API expects."""
@@ -133,17 +140,40 @@ class Estimator(ELBO):
             surrogate = surrogate + self._score_surrogate(weights)
         return surrogate.detach(), surrogate, weights
 
+    def _single_pass_surrogate(
+        self, weights: LogWeights, guide_surrogate: torch.Tensor
+    ) -> torch.Tensor | None:
+        """One surrogate with the whole gradient, when model and guide share no parameter;
+        ``None`` (the default) falls back to two gradient passes, one per parameter group."""
+        return None
+
+    def _prepare(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
+        """(bound value, surrogate, groups). With ``groups = None`` the surrogate's gradient is the
+        estimator's gradient for every parameter; otherwise ``groups`` is (model parameters,
+        guide-only parameters, guide surrogate), and each group takes its own surrogate's."""
+        bound, surrogate, weights = self._surrogates(model, guide, args, kwargs)
+        guide_surrogate = self._guide_surrogate(weights)
+        if guide_surrogate is None:
+            return bound, surrogate, None
+        model_params, guide_params = _parameter_groups(weights)
+        if not _shares_parameters(weights):
+            single = self._single_pass_surrogate(weights, guide_surrogate)
+            if single is not None:
+                return bound, bound + single - single.detach(), None
+        return bound, surrogate, (model_params, guide_params, guide_surrogate)
+
     def differentiable_loss(
         self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
     ) -> torch.Tensor:
         """Minus the bound as a tensor whose gradient is the estimator's gradient."""
-        bound, surrogate, weights = self._surrogates(model, guide, args, kwargs)
-        guide_surrogate = self._guide_surrogate(weights)
-        if guide_surrogate is None:
+        bound, surrogate, groups = self._prepare(model, guide, args, kwargs)
+        if groups is None:
             return -surrogate
         # Separate gradients for two groups of parameters, assembled into one zero-valued term
         # sum_p <p, g_p> - stop(...), so that backward() delivers g_p to each parameter p.
-        model_params, guide_params = _parameter_groups(weights)
+        model_params, guide_params, guide_surrogate = groups
         grads = _grads(surrogate, model_params, retain_graph=True)
         grads += _grads(guide_surrogate, guide_params, retain_graph=False)
         params = model_params + guide_params
@@ -158,12 +188,11 @@ class Estimator(ELBO):
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """Minus the bound, a float; accumulates the estimator's gradient into ``.grad``."""
-        bound, surrogate, weights = self._surrogates(model, guide, args, kwargs)
-        guide_surrogate = self._guide_surrogate(weights)
-        if guide_surrogate is None:
+        bound, surrogate, groups = self._prepare(model, guide, args, kwargs)
+        if groups is None:
             (-surrogate).backward()
         else:
-            model_params, guide_params = _parameter_groups(weights)
+            model_params, guide_params, guide_surrogate = groups
             grads = _grads(surrogate, model_params, retain_graph=True)
             grads += _grads(guide_surrogate, guide_params, retain_graph=False)
             for param, grad in zip(model_params + guide_params, grads, strict=True):
@@ -192,6 +221,15 @@ def _parameter_groups(weights: LogWeights) -> tuple[list[torch.Tensor], list[tor
     model = params(weights.model_trace)
     guide = params(weights.guide_trace)
     return list(model.values()), [t for key, t in guide.items() if key not in model]
+
+
+def _shares_parameters(weights: LogWeights) -> bool:
+    """Whether some parameter appears in both the model's and the guide's trace."""
+
+    def ids(trace: Any) -> set[int]:
+        return {id(_unconstrained(s)) for s in trace.nodes.values() if s["type"] == "param"}
+
+    return bool(ids(weights.model_trace) & ids(weights.guide_trace))
 
 
 def _grads(

@@ -196,6 +196,7 @@ def compute_log_weights(
     detach_latents: bool = False,
     analytic_kl: bool = False,
     require_reparam: str | None = None,
+    validate: bool = True,
 ) -> LogWeights:
     """Run guide and model once over ``num_particles`` vectorized particles; return log-weights.
 
@@ -209,6 +210,9 @@ def compute_log_weights(
         analytic_kl: Replace log p(z) - log q(z) of a latent by -KL(q || p) where registered.
         require_reparam: When set (the estimator's name), raise ``ValueError`` naming any latent
             whose guide distribution has no ``rsample``.
+        validate: Check that model and guide sites match and that every batch dimension is a
+            plate's. Estimators do it on their first call only: the structure of a model rarely
+            changes between steps, and the checks cost Python time on every step.
 
     Returns:
         The :class:`LogWeights`.
@@ -224,7 +228,8 @@ def compute_log_weights(
 
     guide_trace = poutine.trace(vectorized(guide)).get_trace(*args, **kwargs)
     guide_trace = prune_subsample_sites(guide_trace)
-    _check_guide_sites(guide_trace, require_reparam, detach_latents)
+    if validate:
+        _check_guide_sites(guide_trace, require_reparam, detach_latents)
     if detach_latents:
         for site in guide_trace.nodes.values():
             if _is_latent(site):
@@ -233,11 +238,17 @@ def compute_log_weights(
         *args, **kwargs
     )
     model_trace = prune_subsample_sites(model_trace)
-    _check_sites_match(model_trace, guide_trace)
-    # Scaled and masked log-densities of every site, computed once (Pyro memoizes them).
-    guide_trace.compute_log_prob()
-    model_trace.compute_log_prob()
-    if pyro.infer.util.is_validation_enabled():
+    # Scaled and masked log-densities of every site, stored where Pyro keeps them. Computed here
+    # rather than by Trace.compute_log_prob, whose NaN checks force a device sync per site.
+    for trace in (guide_trace, model_trace):
+        for site in trace.nodes.values():
+            if site["type"] == "sample" and "log_prob" not in site:
+                log_prob = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+                site["unscaled_log_prob"] = log_prob
+                site["log_prob"] = _scale_and_mask(log_prob, site)
+    if validate:
+        _check_sites_match(model_trace, guide_trace)
+    if validate and pyro.infer.util.is_validation_enabled():
         # Pyro's own check: every batch dimension of a site must belong to a plate.
         for trace in (guide_trace, model_trace):
             for site in trace.nodes.values():

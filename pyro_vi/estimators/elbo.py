@@ -103,3 +103,10 @@ class STL(TraceELBO):
 
     def _guide_surrogate(self, weights: LogWeights) -> torch.Tensor:
         return self._total(weights, weights.stl_log_w().mean(0))
+
+    def _single_pass_surrogate(
+        self, weights: LogWeights, guide_surrogate: torch.Tensor
+    ) -> torch.Tensor:
+        # The STL correction involves log q only: for parameters of the model alone its
+        # gradient is the ELBO's, so one surrogate serves both groups.
+        return guide_surrogate

@@ -64,3 +64,48 @@ class DReG(IWAE):
     def _guide_surrogate(self, weights: LogWeights) -> torch.Tensor:
         normalized = torch.softmax(weights.log_w.detach(), dim=0)
         return self._total(weights, (normalized.pow(2) * weights.stl_log_w()).sum(0))
+
+    def _single_pass_surrogate(
+        self, weights: LogWeights, guide_surrogate: torch.Tensor
+    ) -> torch.Tensor | None:
+        """sum_k stop(w~_k) log w_k^STL, with the gradient reaching z_k scaled by w~_k.
+
+        Parameters of the model alone then get sum_k w~_k grad log p (the IWAE gradient), and
+        those of the guide alone get sum_k w~_k^2 (d log w_k / d z_k)(d z_k / d phi) (DReG) in one
+        backward pass. Valid when every path from the guide's parameters to log w goes through
+        the sample z: one latent site whose log q is computed from z itself, not from a cached
+        base sample of a transformed distribution (there the two-pass form is used).
+        """
+        latents = [
+            site
+            for site in weights.guide_trace.nodes.values()
+            if site["type"] == "sample" and not site["is_observed"]
+        ]
+        if len(latents) != 1 or _is_transformed(latents[0]["fn"]):
+            return None
+        z = latents[0]["value"]
+        normalized = torch.softmax(weights.log_w.detach(), dim=0)  # [K, M]
+        count, columns = normalized.shape
+        plate = weights.data_plate
+        if (
+            columns > 1
+            and plate is not None
+            and plate.dim == -1
+            and z.shape[:2] == normalized.shape
+        ):
+            factor = normalized.reshape(count, columns, *([1] * (z.dim() - 2)))
+        elif columns == 1 and z.shape[:1] == (count,) and weights.plate_nesting == 0:
+            factor = normalized.reshape(count, *([1] * (z.dim() - 1)))
+        else:
+            return None
+        if z.requires_grad:
+            z.register_hook(lambda grad: grad * factor)
+        return self._total(weights, (normalized * weights.stl_log_w()).sum(0))
+
+
+def _is_transformed(fn: object) -> bool:
+    while fn is not None:
+        if isinstance(fn, torch.distributions.TransformedDistribution):
+            return True
+        fn = getattr(fn, "base_dist", None)
+    return False

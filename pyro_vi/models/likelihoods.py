@@ -45,7 +45,9 @@ class BernoulliLikelihood(Likelihood):
         self.allow_grey = bool(allow_grey)
 
     def forward(self, params: torch.Tensor, event_dim: int) -> dist.TorchDistribution:
-        return dist.Bernoulli(logits=params, validate_args=not self.allow_grey).to_event(event_dim)
+        # The data is checked once by check_data; torch's own validation would scan the full
+        # [particles, batch, pixels] logits and observations on every step (and sync a GPU).
+        return dist.Bernoulli(logits=params, validate_args=False).to_event(event_dim)
 
     def check_data(self, x: torch.Tensor) -> None:
         if self.allow_grey:
