@@ -28,7 +28,10 @@ def test_train_writes_the_report(tmp_path, capsys):
     assert len(metrics["history"]["test_bound"]) == 2
     assert metrics["metrics"]["final_test_elbo"] < 0
     # The IWAE-1000 estimate is a tighter bound than the ELBO (up to Monte Carlo noise).
-    assert metrics["metrics"]["test_log_likelihood_iwae_1000"] > metrics["metrics"]["final_test_elbo"] - 0.5
+    assert (
+        metrics["metrics"]["test_log_likelihood_iwae_1000"]
+        > metrics["metrics"]["final_test_elbo"] - 0.5
+    )
     assert metrics["history"]["bound"] == "elbo"
     assert metrics["config"]["environment"]["torch"] == torch.__version__
     assert "metrics" in capsys.readouterr().out
