@@ -37,14 +37,12 @@ import gc
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +54,7 @@ from pyro.infer import SVI, RenyiELBO, Trace_ELBO, TraceMeanField_ELBO
 import pyro_vi
 from pyro_vi import estimators
 from pyro_vi.architectures import iwae_mlp_vae
+from pyro_vi.devices import environment as run_environment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import handwritten  # the sibling file: benchmarks/ is not a package
@@ -448,18 +447,6 @@ def ratios_and_targets(row: dict[str, Any]) -> dict[str, Any]:
 # -- environment, data, report -----------------------------------------------------------------
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(device: torch.device) -> dict[str, Any]:
     try:
         commit = subprocess.run(
@@ -472,19 +459,10 @@ def environment(device: torch.device) -> dict[str, Any]:
     except (OSError, subprocess.CalledProcessError):
         commit = None
     return {
-        "device": str(device),
-        "device_name": device_name(device),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        **run_environment(device),
         "torch_interop_threads": torch.get_num_interop_threads(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "pyro": pyro.__version__,
-        "pyro_vi": getattr(pyro_vi, "__version__", None),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
+        "pyro_vi": pyro_vi.__version__,
         "git_commit": commit,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 

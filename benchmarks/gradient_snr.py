@@ -46,10 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +57,7 @@ import torch
 import pyro_vi
 from pyro_vi.architectures import mlp_vae
 from pyro_vi.data import DynamicBinarization, load_digits
+from pyro_vi.devices import environment as run_environment
 from pyro_vi.devices import resolve_device
 from pyro_vi.estimators import get
 from pyro_vi.evaluation import gradient_snr
@@ -228,30 +226,8 @@ def strict(value: Any) -> Any:
     return value
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(device: torch.device) -> dict[str, Any]:
-    return {
-        "device": str(device),
-        "device_name": device_name(device),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "pyro": pyro.__version__,
-        "pyro_vi": getattr(pyro_vi, "__version__", None),
-        "python": platform.python_version(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    return {**run_environment(device), "pyro_vi": pyro_vi.__version__}
 
 
 def main(argv: list[str] | None = None) -> None:

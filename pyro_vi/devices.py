@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
 import torch
 
 from pyro_vi._checks import describe
@@ -53,3 +59,42 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     elif resolved.type != "cpu":
         raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r}")
     return resolved
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model from ``/proc/cpuinfo`` (else ``platform``'s answer)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str | torch.device | None = None) -> dict[str, Any]:
+    """Where and with what a run happened: device and its name, thread counts, versions, date.
+
+    Stored with every result file (reports, benchmarks), because timings and even numerics
+    depend on it.
+    """
+    import pyro  # imported here: the rest of this module needs only torch
+
+    device = resolve_device(device)
+    from pyro_vi import __version__
+
+    return {
+        "pyro_vi": __version__,
+        "device": str(device),
+        "device_name": device_name(device),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "pyro": pyro.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -8,7 +8,6 @@ bound on log p(x) in nats) on the CPU in well under a minute.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from pyro_vi import data as datasets
 from pyro_vi import estimators
 from pyro_vi._checks import check_choice, check_float, check_int
 from pyro_vi.architectures import conv_vae, mlp_vae
-from pyro_vi.devices import resolve_device
+from pyro_vi.devices import environment, resolve_device
 from pyro_vi.evaluation import log_likelihood
 from pyro_vi.report import write_report
 from pyro_vi.train import History, evaluate_loss, fit
@@ -138,23 +137,13 @@ def train_vae(config: TrainConfig) -> dict[str, Path]:
         "parameters": sum(p.numel() for m in (model, guide) for p in m.parameters()),
         "interrupted": history.interrupted,
     }
-    environment = {
-        "torch": torch.__version__,
-        "pyro": pyro.__version__,
-        "python": platform.python_version(),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
     paths = write_report(
         config.out,
         model,
         guide,
         history,
         test_images,
-        config={**asdict(config), "environment": environment},
+        config={**asdict(config), "environment": environment(device)},
         metrics=metrics,
     )
     torch.save(

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pyro_vi.devices import resolve_device
+from pyro_vi.devices import environment, resolve_device
 
 
 def test_cpu_and_none():
@@ -31,3 +31,9 @@ def test_cuda_index_out_of_range():
     assert resolve_device("cuda").type == "cuda"
     with pytest.raises(ValueError, match=f"has {count} CUDA"):
         resolve_device(f"cuda:{count}")
+
+
+def test_environment_names_the_versions_and_device():
+    info = environment("cpu")
+    assert info["device"] == "cpu" and info["torch"] == torch.__version__
+    assert info["device_name"] and info["date"]
