@@ -12,11 +12,13 @@ Subclasses implement:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import pyro.distributions as dist
 import torch
+from pyro.distributions import constraints
 from torch import nn
-from torch.nn.functional import softplus
+from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 from pyro_vi._checks import check_choice, check_float
 
@@ -29,6 +31,50 @@ class Likelihood(nn.Module):
 
     def check_data(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` when ``x`` lies outside the support; the default accepts all."""
+
+
+class BernoulliImage(dist.TorchDistribution):
+    """Independent Bernoulli pixels with logits l as one event: the last ``event_dim`` dims.
+
+    log p(x) = sum_j [x_j l_j - softplus(l_j)] = -sum_j BCE(l_j, x_j), computed by the fused
+    ``binary_cross_entropy_with_logits`` kernel and summed before it is negated, which saves the
+    full-size negation (and its backward) of ``Bernoulli(logits).to_event(...)``; the values are
+    the same. No argument validation: the likelihood checks the data once.
+    """
+
+    arg_constraints: ClassVar[dict] = {"logits": constraints.real}
+    has_rsample = False
+
+    def __init__(self, logits: torch.Tensor, event_dim: int) -> None:
+        self.logits = logits
+        self._event_dim = event_dim
+        split = logits.dim() - event_dim
+        super().__init__(logits.shape[:split], logits.shape[split:], validate_args=False)
+
+    @constraints.dependent_property(is_discrete=True, event_dim=0)
+    def support(self) -> constraints.Constraint:
+        return constraints.independent(constraints.boolean, self._event_dim)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        probs = torch.sigmoid(self.logits)
+        return probs * (1 - probs)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008
+        shape = self._extended_shape(sample_shape)
+        with torch.no_grad():
+            return torch.bernoulli(torch.sigmoid(self.logits).expand(shape))
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        logits, value = torch.broadcast_tensors(self.logits, value)
+        cross_entropy = binary_cross_entropy_with_logits(logits, value, reduction="none")
+        if self._event_dim:
+            cross_entropy = cross_entropy.flatten(-self._event_dim).sum(-1)
+        return -cross_entropy
 
 
 class BernoulliLikelihood(Likelihood):
@@ -47,7 +93,7 @@ class BernoulliLikelihood(Likelihood):
     def forward(self, params: torch.Tensor, event_dim: int) -> dist.TorchDistribution:
         # The data is checked once by check_data; torch's own validation would scan the full
         # [particles, batch, pixels] logits and observations on every step (and sync a GPU).
-        return dist.Bernoulli(logits=params, validate_args=False).to_event(event_dim)
+        return BernoulliImage(params, event_dim)
 
     def check_data(self, x: torch.Tensor) -> None:
         if self.allow_grey:

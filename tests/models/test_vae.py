@@ -8,7 +8,7 @@ from pyro.infer import SVI, Predictive, Trace_ELBO, TraceMeanField_ELBO
 from pyro.optim import Adam
 
 from pyro_vi.architectures import conv_vae, iwae_mlp_vae, mlp_vae
-from pyro_vi.models.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from pyro_vi.models.likelihoods import BernoulliImage, BernoulliLikelihood, GaussianLikelihood
 from pyro_vi.models.vae import VAE
 from pyro_vi.nets import MLPDecoder
 
@@ -155,3 +155,19 @@ def test_bad_arguments():
     model, _ = mlp_vae(SHAPE)
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         model([0.0, 1.0])
+
+
+def test_bernoulli_image_matches_torch_bernoulli():
+    logits = torch.randn(4, 3, 1, 5, 5, dtype=torch.float64, requires_grad=True)
+    x = torch.bernoulli(torch.full((3, 1, 5, 5), 0.4, dtype=torch.float64))
+    ours = BernoulliImage(logits, 3)
+    reference = dist.Bernoulli(logits=logits).to_event(3)
+    assert ours.batch_shape == (4, 3) and ours.event_shape == (1, 5, 5)
+    assert torch.allclose(ours.log_prob(x), reference.log_prob(x), rtol=1e-12)
+    g1 = torch.autograd.grad(ours.log_prob(x).sum(), logits)[0]
+    g2 = torch.autograd.grad(reference.log_prob(x).sum(), logits)[0]
+    assert torch.allclose(g1, g2, rtol=1e-12)
+    assert torch.allclose(ours.mean, reference.mean)
+    assert ours.sample((2,)).shape == (2, 4, 3, 1, 5, 5)
+    expanded = BernoulliImage(logits[0], 3).expand([6, 3])
+    assert expanded.log_prob(x).shape == (6, 3)
