@@ -45,7 +45,9 @@ class AmortizedGuide(UniquePyroModule):
             ``"mixture"``, ``"iaf"``, ...), one per latent site.
         family_options: Options of the family (e.g. ``{"num_steps": 4}``).
         data_arg: Which argument of the model is the data the encoder reads: a position in
-            ``args`` or a keyword name.
+            ``args``, a keyword name, or ``None`` for a model without data whose latents are
+            all global (e.g. an unnormalized target density): the encoder is then unused, and
+            the families start on the default device and dtype (move the guide with ``.to``).
         data_plate: Name of the model's data plate; detected when ``None``.
         global_features: Size of the learned context of global latents.
         activation: Activation of an MLP encoder built from hidden sizes.
@@ -62,7 +64,7 @@ class AmortizedGuide(UniquePyroModule):
         family: str = "diagonal",
         family_options: dict[str, Any] | None = None,
         *,
-        data_arg: int | str = 0,
+        data_arg: int | str | None = 0,
         data_plate: str | None = None,
         global_features: int = 16,
         activation: str = "tanh",
@@ -81,7 +83,9 @@ class AmortizedGuide(UniquePyroModule):
                 f"encoder must be an nn.Module or a non-empty list of hidden sizes, got "
                 f"{describe(encoder)}"
             )
-        if not isinstance(data_arg, int | str) or isinstance(data_arg, bool):
+        if data_arg is not None and (
+            not isinstance(data_arg, int | str) or isinstance(data_arg, bool)
+        ):
             raise TypeError(f"data_arg must be a position or a keyword name, got {data_arg!r}")
         # The model is kept out of the module tree: it has parameters of its own that the guide
         # must not register or move.
@@ -100,7 +104,9 @@ class AmortizedGuide(UniquePyroModule):
 
     # -- set-up at the first call -------------------------------------------------------------
 
-    def _data(self, args: tuple, kwargs: dict) -> torch.Tensor:
+    def _data(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
+        if self.data_arg is None:
+            return None
         try:
             x = args[self.data_arg] if isinstance(self.data_arg, int) else kwargs[self.data_arg]
         except (IndexError, KeyError):
@@ -116,6 +122,14 @@ class AmortizedGuide(UniquePyroModule):
         x = self._data(args, kwargs)
         model_kwargs = {k: v for k, v in kwargs.items() if k != "num_data"}
         self.structure = inspect_model(self._model, args, model_kwargs, self.data_plate_name)
+        if x is None:
+            local = [site.name for site in self.structure.sites if site.local]
+            if local:
+                raise ValueError(
+                    f"data_arg=None, but the model has latents local to its data plate {local}: "
+                    "name the argument the encoder reads with data_arg"
+                )
+            x = torch.zeros(1, 1)  # only fixes the families' device and dtype (the defaults)
         if self.encoder is None:
             self.encoder = MLPEncoder(tuple(x.shape[1:]), self._hidden, self.activation)
         self.encoder.to(device=x.device)

@@ -12,6 +12,7 @@ from pyro_vi.estimators import get
 from pyro_vi.guides.amortized import AmortizedGuide
 from pyro_vi.guides.families import FAMILIES
 from pyro_vi.models.conjugate import FactorAnalysis, NormalNormalGlobal
+from pyro_vi.models.targets import get_target
 
 F64 = torch.float64
 
@@ -188,3 +189,15 @@ def test_flows_without_an_inverse_are_refused_by_stl_and_dreg(estimator):
         get(estimator, num_particles=2).differentiable_loss(model, guide, x)
     # The same guide works with the estimators that score the samples they drew.
     assert get("iwae", num_particles=2).loss(model, guide, x) > 0
+
+
+def test_a_model_without_data_gets_a_global_guide():
+    target = get_target("banana")
+    guide = AmortizedGuide(target.model, [4], family="iaf", data_arg=None)
+    samples = guide()
+    assert samples["z"].shape == (2,)
+    loss = get("elbo", num_particles=4).differentiable_loss(target.model, guide)
+    loss.backward()
+    assert all(p.grad is not None for p in guide.families.parameters())
+    with pytest.raises(ValueError, match="data_arg=None, but the model has latents local"):
+        AmortizedGuide(constrained_model, [4], data_arg=None)(torch.randn(3, 1))

@@ -9,6 +9,7 @@ from torch.nn.functional import softplus
 
 from pyro_vi._checks import check_float
 from pyro_vi.guides.families.base import Family
+from pyro_vi.guides.families.flow import shrink_
 
 
 class FullRankNormal(Family):
@@ -45,6 +46,12 @@ class FullRankNormal(Family):
         self.register_buffer("cols", cols, persistent=False)
         # dim 1 has nothing below the diagonal (and torch warns about an empty Linear)
         self.off_diagonal_head = nn.Linear(self.features, rows.numel()) if self.dim > 1 else None
+        if self.off_diagonal_head is not None:
+            # Start near a diagonal Gaussian: with default initialization the dim(dim-1)/2
+            # off-diagonal entries start as large as the diagonal ones (for 50 latents, 1225 of
+            # them) and the guide began ~17 nats behind the diagonal family on MNIST.
+            with torch.no_grad():
+                shrink_(self.off_diagonal_head)
 
     def loc_scale_tril(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """mu(h) ``[..., dim]`` and L(h) ``[..., dim, dim]``."""
