@@ -40,7 +40,8 @@ class AmortizedGuide(UniquePyroModule):
     Arguments:
         model: The Pyro model; its first call's arguments are inspected at the guide's first call.
         encoder: An ``nn.Module`` from the data ``[B, ...]`` to features ``[B, F]``, or a list of
-            hidden sizes for an MLP encoder (``MLPEncoder``) built at the first call.
+            hidden sizes for an MLP encoder (``MLPEncoder``) built at the first call; ``None``
+            for a model whose latents are all global.
         family: Name of the posterior family (``"diagonal"``, ``"full_rank"``, ``"low_rank"``,
             ``"mixture"``, ``"iaf"``, ...), one per latent site.
         family_options: Options of the family (e.g. ``{"num_steps": 4}``).
@@ -60,7 +61,7 @@ class AmortizedGuide(UniquePyroModule):
     def __init__(
         self,
         model: Callable,
-        encoder: nn.Module | Sequence[int],
+        encoder: nn.Module | Sequence[int] | None = None,
         family: str = "diagonal",
         family_options: dict[str, Any] | None = None,
         *,
@@ -72,7 +73,10 @@ class AmortizedGuide(UniquePyroModule):
         super().__init__()
         if not callable(model):
             raise TypeError(f"model must be a callable Pyro model, got {describe(model)}")
-        if isinstance(encoder, nn.Module):
+        if encoder is None:
+            self.encoder = None
+            self._hidden = None
+        elif isinstance(encoder, nn.Module):
             self.encoder = encoder
             self._hidden = None
         elif isinstance(encoder, Sequence) and not isinstance(encoder, str) and encoder:
@@ -130,6 +134,13 @@ class AmortizedGuide(UniquePyroModule):
                     "name the argument the encoder reads with data_arg"
                 )
             x = torch.zeros(1, 1)  # only fixes the families' device and dtype (the defaults)
+            if self.encoder is None:
+                self.encoder = nn.Identity()
+        if self.encoder is None and self._hidden is None:
+            raise ValueError(
+                "the model has latents local to its data plate: pass an encoder (an nn.Module or "
+                "a list of hidden sizes) to amortize them"
+            )
         if self.encoder is None:
             self.encoder = MLPEncoder(tuple(x.shape[1:]), self._hidden, self.activation)
         self.encoder.to(device=x.device)

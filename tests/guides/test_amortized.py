@@ -165,6 +165,8 @@ def test_bad_arguments():
     model, _ = mlp_vae((1, 8, 8), latent_dim=3, hidden=[16])
     with pytest.raises(TypeError, match="encoder must be an nn.Module or a non-empty list"):
         AmortizedGuide(model, "mlp")
+    with pytest.raises(TypeError, match="encoder must be an nn.Module or a non-empty list"):
+        AmortizedGuide(model, [])
     with pytest.raises(ValueError, match="unknown family 'gaussian'"):
         AmortizedGuide(model, [8], family="gaussian")
     with pytest.raises(ValueError, match="takes no option 'rank'"):
@@ -193,7 +195,7 @@ def test_flows_without_an_inverse_are_refused_by_stl_and_dreg(estimator):
 
 def test_a_model_without_data_gets_a_global_guide():
     target = get_target("banana")
-    guide = AmortizedGuide(target.model, [4], family="iaf", data_arg=None)
+    guide = AmortizedGuide(target.model, family="iaf", data_arg=None)
     samples = guide()
     assert samples["z"].shape == (2,)
     loss = get("elbo", num_particles=4).differentiable_loss(target.model, guide)
@@ -201,3 +203,5 @@ def test_a_model_without_data_gets_a_global_guide():
     assert all(p.grad is not None for p in guide.families.parameters())
     with pytest.raises(ValueError, match="data_arg=None, but the model has latents local"):
         AmortizedGuide(constrained_model, [4], data_arg=None)(torch.randn(3, 1))
+    with pytest.raises(ValueError, match="pass an encoder"):
+        AmortizedGuide(constrained_model)(torch.randn(3, 1))
