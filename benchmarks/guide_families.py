@@ -40,8 +40,8 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +59,9 @@ from pyro_vi.estimators import get
 from pyro_vi.evaluation import log_likelihood
 from pyro_vi.guides import families
 from pyro_vi.guides.amortized import AmortizedGuide
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load_meter import OtherLoad  # the sibling file: benchmarks/ is not a package
 
 FAMILIES = (
     "diagonal",
@@ -79,33 +82,6 @@ RANDOM_SIZES = {"train": 200, "test": 100}
 #: Particles per image of the ELBO on the evaluation images (beside the IWAE-K estimate).
 EVAL_ELBO_PARTICLES = 10
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-class OtherLoad:
-    """Share of the machine's CPU time that *other* processes used while a block ran (0 = quiet,
-    1 = every core busy with someone else), from ``/proc/stat`` minus this process's own CPU
-    time (the method of ``estimator_speed.py``); ``None`` without ``/proc/stat``."""
-
-    def __init__(self) -> None:
-        self.ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self.start = self._snapshot()
-
-    def _snapshot(self) -> tuple[float, float, float] | None:
-        try:
-            fields = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        except (OSError, ValueError):
-            return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return sum(fields[:8]) - idle, sum(fields[:8]), (usage.ru_utime + usage.ru_stime)
-
-    def share(self) -> float | None:
-        """Since construction."""
-        end, start = self._snapshot(), self.start
-        if end is None or start is None or end[1] <= start[1]:
-            return None
-        others = (end[0] - start[0]) - (end[2] - start[2]) * self.ticks
-        return round(min(max(others / (end[1] - start[1]), 0.0), 1.0), 3)
 
 
 # -- data -------------------------------------------------------------------------------------
