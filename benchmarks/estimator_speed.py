@@ -59,19 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import handwritten  # the sibling files: benchmarks/ is not a package
 from load_meter import OtherLoad
 
-ESTIMATORS = (
-    "elbo",
-    "meanfield",
-    "score",
-    "renyi",
-    "iwae",
-    "vrmax",
-    "miwae",
-    "ciwae",
-    "piwae",
-    "stl",
-    "dreg",
-)
+ESTIMATORS = tuple(estimators.ESTIMATORS)  # every registered name, in registry order
 #: Estimators whose bound combines the K particles (the issue's "multi-sample estimators").
 MULTI_SAMPLE = ("renyi", "iwae", "vrmax", "miwae", "ciwae", "piwae", "dreg")
 #: library / hand-written must stay at or below this, per K.

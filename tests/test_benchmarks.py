@@ -74,19 +74,7 @@ def test_outer_inner_split(speed):
 
 CASES = [
     (name, k, one_backward)
-    for name in (
-        "elbo",
-        "meanfield",
-        "score",
-        "renyi",
-        "iwae",
-        "vrmax",
-        "miwae",
-        "ciwae",
-        "piwae",
-        "stl",
-        "dreg",
-    )
+    for name in estimators.ESTIMATORS
     for k in (1, 6)
     for one_backward in ((False, True) if name in ("stl", "dreg") else (False,))
 ]

@@ -1,7 +1,7 @@
 """Fixtures of the estimator tests."""
 
 import pytest
-from cases import make_conjugate
+from conjugate_cases import make_conjugate
 
 
 @pytest.fixture

@@ -3,13 +3,8 @@
 import pyro
 import pytest
 import torch
-from cases import (
-    CONJUGATE,
-    OPTIONS,
-    LocalGaussianGuide,
-    make_conjugate,
-    total_evidence,
-)
+from cases import OPTIONS, LocalGaussianGuide
+from conjugate_cases import CONJUGATE, make_conjugate, total_evidence
 from pyro.infer import SVI
 from pyro.optim import Adam
 

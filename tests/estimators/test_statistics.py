@@ -6,7 +6,8 @@ import math
 import pyro
 import pytest
 import torch
-from cases import LocalGaussianGuide, total_evidence
+from cases import LocalGaussianGuide
+from conjugate_cases import total_evidence
 from pyro.infer import RenyiELBO
 
 from pyro_vi.estimators import get

@@ -6,36 +6,15 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from conjugate_cases import CONJUGATE, F64, total_evidence
+from conjugate_cases import make_conjugate as make
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from pyro.optim import ClippedAdam
 
 from pyro_vi.guides.gaussian import AmortizedDiagonalNormal
-from pyro_vi.models.conjugate import FactorAnalysis, NormalNormal, NormalNormalGlobal
+from pyro_vi.models.conjugate import FactorAnalysis, NormalNormal
 
-F64 = torch.float64
-
-
-def make(name):
-    generator = torch.Generator().manual_seed(1)
-    if name == "normal_normal":
-        return NormalNormal(torch.randn(3, dtype=F64, generator=generator), 1.3, 0.7)
-    if name == "factor_analysis":
-        weight = torch.randn(5, 2, dtype=F64, generator=generator)
-        noise = torch.rand(5, dtype=F64, generator=generator) + 0.2
-        return FactorAnalysis(weight, torch.randn(5, dtype=F64, generator=generator), noise)
-    return NormalNormalGlobal(torch.randn(3, dtype=F64, generator=generator), 1.3, 0.7)
-
-
-MODELS = ["normal_normal", "factor_analysis", "normal_normal_global"]
-
-
-def total_evidence(model, x, num_data=None):
-    """log p(x) of the (possibly minibatch-scaled) model, one number."""
-    evidence = model.log_evidence(x, num_data)
-    if model.local:
-        scale = 1.0 if num_data is None else num_data / len(x)
-        evidence = scale * evidence.sum()
-    return evidence
+MODELS = CONJUGATE
 
 
 @pytest.mark.parametrize("name", MODELS)
