@@ -6,6 +6,8 @@ function                   what it measures
 :func:`log_likelihood`     log p(x_i) per datapoint, by importance sampling with the guide
 :func:`active_units`       latent dimensions whose posterior mean varies over the data
 :func:`gradient_snr`       mean, variance and SNR of an estimator's gradient, per group
+:func:`posterior_mean`     E_q[z | x_i] per datapoint (codes for plots, interpolation)
+:func:`reconstruction_log_likelihood`  E_q log p(x_i | z), the ELBO's first term
 =========================  ===========================================================
 
 All three take a Pyro ``model`` and ``guide`` and the arguments they are called with, like
@@ -37,7 +39,14 @@ from pyro_vi.estimators.core import (
 )
 from pyro_vi.train import _modules_of
 
-__all__ = ["GradientStats", "active_units", "gradient_snr", "log_likelihood"]
+__all__ = [
+    "GradientStats",
+    "active_units",
+    "gradient_snr",
+    "log_likelihood",
+    "posterior_mean",
+    "reconstruction_log_likelihood",
+]
 
 # Particles per vectorized guide pass when active_units falls back to Monte Carlo: bounds memory
 # at 100 * B * D numbers whatever num_samples is.
@@ -295,15 +304,53 @@ def active_units(
         >>> count, variances = active_units(model, guide, test_images)
         >>> print(f"{count} of {variances.numel()} units active")
     """
+    threshold = check_float("threshold", threshold, minimum=0.0)
+    means = posterior_mean(
+        model,
+        guide,
+        *args,
+        site=site,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        data_plate=data_plate,
+        **kwargs,
+    )
+    variances = means.flatten(1).var(dim=0, correction=0).reshape(means.shape[1:])
+    return int((variances > threshold).sum()), variances
+
+
+def posterior_mean(
+    model: Callable,
+    guide: Callable,
+    *args: Any,
+    site: str = "z",
+    num_samples: int = 1000,
+    batch_size: int | None = None,
+    data_plate: str | None = None,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """E_q[z | x_i] of a latent site for every datapoint: the encoder's summary of each x_i.
+
+    Exact when the guide's distribution has a closed-form ``.mean``, otherwise the mean of
+    ``num_samples`` guide draws (see :func:`active_units`). Networks in eval mode, no gradients.
+
+    Arguments:
+        model, guide, *args, site, num_samples, batch_size, data_plate, **kwargs: As in
+            :func:`active_units`.
+
+    Returns:
+        ``[N, *unit_shape]``: one posterior mean per datapoint.
+
+    Example:
+        >>> codes = posterior_mean(model, guide, test_images)  # [N, D], e.g. for a 2-D scatter
+    """
     _check_pair(model, guide)
     if not isinstance(site, str):
         raise TypeError(f"site must be the name of a latent sample site, got {describe(site)}")
-    threshold = check_float("threshold", threshold, minimum=0.0)
     num_samples = check_int("num_samples", num_samples, minimum=1)
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, minimum=1)
     _check_plate_name(data_plate)
-
     means = []
     with torch.no_grad(), _eval_mode(model, guide):
         for batch, _ in _batches(args, batch_size):
@@ -316,9 +363,54 @@ def active_units(
             f"site {site!r} has different shapes per datapoint in different batches: "
             f"{sorted({tuple(m.shape[1:]) for m in means})}"
         )
-    flat = torch.cat([m.reshape(m.shape[0], -1) for m in means])
-    variances = flat.var(dim=0, correction=0).reshape(unit_shape)
-    return int((variances > threshold).sum()), variances
+    return torch.cat(means)
+
+
+def reconstruction_log_likelihood(
+    model: Callable,
+    guide: Callable,
+    *args: Any,
+    observed_site: str = "x",
+    batch_size: int | None = None,
+    **kwargs: Any,
+) -> float:
+    """The mean reconstruction term E_{q(z | x_i)}[log p(x_i | z)] over the datapoints, one draw.
+
+    The first term of the ELBO, and for a plain autoencoder (a point-mass guide and no prior) the
+    whole training objective. It is not a bound on log p(x): a model can reconstruct perfectly
+    and still assign new data no probability. Comparing it across a VAE and an autoencoder shows
+    what the KL term costs in reconstruction.
+
+    Arguments:
+        model, guide: Pyro callables taking ``*args, **kwargs``; ``observed_site`` must be an
+            observed site of the model (unscaled: do not pass ``num_data``).
+        *args: The data, datapoints along the first dimension.
+        observed_site: The site holding the data.
+        batch_size: Datapoints per pass; ``None`` for all at once.
+
+    Returns:
+        (1/N) sum_i log p(x_i | z_i) with z_i ~ q(z | x_i), nats per datapoint.
+    """
+    _check_pair(model, guide)
+    _check_no_num_data(kwargs, "reconstruction_log_likelihood")
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+    total, count = 0.0, 0
+    with torch.no_grad(), _eval_mode(model, guide):
+        for batch, rows in _batches(args, batch_size):
+            guide_trace = poutine.trace(guide).get_trace(*batch, **kwargs)
+            replayed = poutine.replay(model, trace=guide_trace)
+            model_trace = poutine.trace(replayed).get_trace(*batch, **kwargs)
+            node = model_trace.nodes.get(observed_site)
+            if node is None or not node.get("is_observed"):
+                observed = [n for n, s in model_trace.nodes.items() if s.get("is_observed")]
+                raise ValueError(
+                    f"observed_site={observed_site!r} is not an observed site of the model; its "
+                    f"observed sites are {observed}"
+                )
+            total += float(node["fn"].log_prob(node["value"]).sum())
+            count += rows or 1
+    return total / count
 
 
 def _posterior_mean(

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pyro_vi import estimators
-from pyro_vi._checks import check_int, describe
+from pyro_vi._checks import check_float, check_int, describe
 from pyro_vi.devices import resolve_device
 
 Batchable = Any  # a Tensor, or anything with len(), [LongTensor] indexing and .to(device)
@@ -41,6 +41,7 @@ class History:
         interrupted: True when training stopped early on ``KeyboardInterrupt``.
         bound: What the losses are minus of: the estimator's name (``"elbo"``, ``"iwae"``, ...)
             or, for another Pyro ELBO, its class name.
+        out_of_time: True when training stopped at ``max_seconds``.
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -48,6 +49,7 @@ class History:
     seconds: list[float] = field(default_factory=list)
     interrupted: bool = False
     bound: str = "elbo"
+    out_of_time: bool = False
 
     @property
     def epochs(self) -> int:
@@ -172,6 +174,7 @@ def fit(
     seed: int | None = None,
     progress: bool = True,
     callback: Callable[[int, History], None] | None = None,
+    max_seconds: float | None = None,
 ) -> History:
     """Train ``model`` and ``guide`` by minibatch SVI for a number of epochs.
 
@@ -197,6 +200,10 @@ def fit(
         seed: Seeds Pyro, torch and the shuffling when given.
         progress: Show a tqdm progress bar over epochs.
         callback: Called as ``callback(epoch, history)`` after each epoch (e.g. to checkpoint).
+        max_seconds: A training-time budget: training stops after the first step that ends past
+            it (the last epoch may then be partial; its train loss averages the steps taken, and
+            the test loss is still evaluated). Evaluation time does not count. For comparisons
+            on matched compute.
 
     Returns:
         The :class:`History`. A ``KeyboardInterrupt`` stops training at the current step and the
@@ -229,6 +236,8 @@ def fit(
     batch_size = check_int("batch_size", batch_size, minimum=1)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {describe(callback)}")
+    if max_seconds is not None:
+        max_seconds = check_float("max_seconds", max_seconds, minimum=0.0, exclusive_minimum=True)
     device = resolve_device(device)
     if seed is not None:
         pyro.set_rng_seed(check_int("seed", seed))
@@ -250,9 +259,14 @@ def fit(
         for epoch in bar:
             for module in modules:
                 module.train()
-            start, epoch_loss = time.perf_counter(), 0.0
+            start, epoch_loss, seen = time.perf_counter(), 0.0, 0
             order = torch.randperm(num_data, device=device)
             for step, first in enumerate(range(0, num_data, batch_size)):
+                if max_seconds is not None and sum(history.seconds) + (
+                    time.perf_counter() - start
+                ) >= max_seconds:
+                    history.out_of_time = True
+                    break
                 index = order[first : first + batch_size]
                 step_loss = svi.step(*(item[index] for item in train_items), **kwargs)
                 if not math.isfinite(step_loss):
@@ -263,8 +277,11 @@ def fit(
                     )
                 # Per datapoint: the loss stands for N points when scaled, for B otherwise.
                 epoch_loss += step_loss / (num_data if scaled else len(index)) * len(index)
+                seen += len(index)
+            if seen == 0:
+                break
             history.seconds.append(time.perf_counter() - start)
-            history.train_loss.append(epoch_loss / num_data)
+            history.train_loss.append(epoch_loss / seen)
             if test_items is not None:
                 history.test_loss.append(evaluate_loss(model, guide, test_items, loss))
             if isinstance(optim, pyro.optim.PyroLRScheduler):
@@ -275,6 +292,8 @@ def fit(
             bar.set_postfix(postfix)
             if callback is not None:
                 callback(epoch, history)
+            if history.out_of_time:
+                break
     except KeyboardInterrupt:
         history.interrupted = True
     finally:

@@ -49,6 +49,10 @@ class AmortizedGuide(UniquePyroModule):
             ``args``, a keyword name, or ``None`` for a model without data whose latents are
             all global (e.g. an unnormalized target density): the encoder is then unused, and
             the families start on the default device and dtype (move the guide with ``.to``).
+            A tuple of positions and names, e.g. ``(0, 1)`` for ``model(x, y)``, makes the
+            encoder read several arguments, ``encoder(x, y)``; the first one is the data
+            tensor that fixes the batch size, device and dtype (see
+            :class:`~pyro_vi.models.conditional.ConditionalEncoder`).
         data_plate: Name of the model's data plate; detected when ``None``.
         global_features: Size of the learned context of global latents.
         activation: Activation of an MLP encoder built from hidden sizes.
@@ -65,7 +69,7 @@ class AmortizedGuide(UniquePyroModule):
         family: str = "diagonal",
         family_options: dict[str, Any] | None = None,
         *,
-        data_arg: int | str | None = 0,
+        data_arg: int | str | tuple[int | str, ...] | None = 0,
         data_plate: str | None = None,
         global_features: int = 16,
         activation: str = "tanh",
@@ -87,10 +91,13 @@ class AmortizedGuide(UniquePyroModule):
                 f"encoder must be an nn.Module or a non-empty list of hidden sizes, got "
                 f"{describe(encoder)}"
             )
-        if data_arg is not None and (
-            not isinstance(data_arg, int | str) or isinstance(data_arg, bool)
-        ):
-            raise TypeError(f"data_arg must be a position or a keyword name, got {data_arg!r}")
+        data_arg = _check_data_arg(data_arg)
+        if isinstance(data_arg, tuple) and len(data_arg) > 1 and self._hidden is not None:
+            raise ValueError(
+                f"data_arg={data_arg!r} makes the encoder read {len(data_arg)} arguments, but an "
+                "encoder built from hidden sizes reads the data alone; pass an nn.Module taking "
+                "those arguments (e.g. pyro_vi.models.conditional.ConditionalEncoder)"
+            )
         # The model is kept out of the module tree: it has parameters of its own that the guide
         # must not register or move.
         self.__dict__["_model"] = model
@@ -108,22 +115,31 @@ class AmortizedGuide(UniquePyroModule):
 
     # -- set-up at the first call -------------------------------------------------------------
 
-    def _data(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    def _encoder_inputs(self, args: tuple, kwargs: dict) -> tuple[Any, ...] | None:
+        """The arguments the encoder reads, the data tensor first; ``None`` without data."""
         if self.data_arg is None:
             return None
-        try:
-            x = args[self.data_arg] if isinstance(self.data_arg, int) else kwargs[self.data_arg]
-        except (IndexError, KeyError):
-            raise ValueError(
-                f"data_arg={self.data_arg!r} names no argument of this call (got {len(args)} "
-                f"positional arguments and keywords {sorted(kwargs)})"
-            ) from None
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"the data argument must be a torch.Tensor, got {describe(x)}")
-        return x
+        names = self.data_arg if isinstance(self.data_arg, tuple) else (self.data_arg,)
+        inputs = []
+        for name in names:
+            try:
+                inputs.append(args[name] if isinstance(name, int) else kwargs[name])
+            except (IndexError, KeyError):
+                raise ValueError(
+                    f"data_arg={self.data_arg!r} names no argument {name!r} of this call (got "
+                    f"{len(args)} positional arguments and keywords {sorted(kwargs)})"
+                ) from None
+        if not isinstance(inputs[0], torch.Tensor):
+            raise TypeError(f"the data argument must be a torch.Tensor, got {describe(inputs[0])}")
+        return tuple(inputs)
+
+    def _data(self, args: tuple, kwargs: dict) -> torch.Tensor | None:
+        inputs = self._encoder_inputs(args, kwargs)
+        return None if inputs is None else inputs[0]
 
     def _setup(self, args: tuple, kwargs: dict) -> None:
-        x = self._data(args, kwargs)
+        inputs = self._encoder_inputs(args, kwargs)
+        x = None if inputs is None else inputs[0]
         model_kwargs = {k: v for k, v in kwargs.items() if k != "num_data"}
         self.structure = inspect_model(self._model, args, model_kwargs, self.data_plate_name)
         if x is None:
@@ -134,6 +150,7 @@ class AmortizedGuide(UniquePyroModule):
                     "name the argument the encoder reads with data_arg"
                 )
             x = torch.zeros(1, 1)  # only fixes the families' device and dtype (the defaults)
+            inputs = (x,)
             if self.encoder is None:
                 self.encoder = nn.Identity()
         if self.encoder is None and self._hidden is None:
@@ -145,7 +162,7 @@ class AmortizedGuide(UniquePyroModule):
             self.encoder = MLPEncoder(tuple(x.shape[1:]), self._hidden, self.activation)
         self.encoder.to(device=x.device)
         with torch.no_grad():
-            features = self.encoder(x[:1]).shape[-1]
+            features = self.encoder(*_first_rows(inputs, len(x))).shape[-1]
         for site in self.structure.sites:
             width = features if site.local else self.global_features
             family = make_family(self.family_name, site.dim, width, **self.family_options)
@@ -156,11 +173,14 @@ class AmortizedGuide(UniquePyroModule):
 
     # -- the guide ----------------------------------------------------------------------------
 
-    def context(self, x: torch.Tensor) -> torch.Tensor:
-        """The features h(x) ``[B, F]`` that the local posteriors are conditioned on."""
+    def context(self, x: torch.Tensor, *extra: Any) -> torch.Tensor:
+        """The features h(x) ``[B, F]`` that the local posteriors are conditioned on.
+
+        ``extra`` holds the further encoder inputs of a tuple ``data_arg`` (e.g. the labels).
+        """
         if self._fixed_context is not None:
             return self._fixed_context
-        return self.encoder(x)
+        return self.encoder(x, *extra)
 
     @contextlib.contextmanager
     def fixed_context(self, context: torch.Tensor) -> Iterator[None]:
@@ -180,7 +200,8 @@ class AmortizedGuide(UniquePyroModule):
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         if self.structure is None:
             self._setup(args, kwargs)
-        x = self._data(args, kwargs)
+        inputs = self._encoder_inputs(args, kwargs)
+        x = None if inputs is None else inputs[0]
         samples = {}
         local = [site for site in self.structure.sites if site.local]
         for site in self.structure.sites:
@@ -188,7 +209,7 @@ class AmortizedGuide(UniquePyroModule):
                 context = self.global_contexts[_key(site.name)]
                 samples[site.name] = pyro.sample(site.name, self.posterior(site, context))
         if local:
-            context = self.context(x)
+            context = self.context(*inputs)
             with plate_for(self.structure, x, kwargs.get("num_data")):
                 for site in local:
                     samples[site.name] = pyro.sample(site.name, self.posterior(site, context))
@@ -203,6 +224,32 @@ def _check_family(name: str, family_options: dict[str, Any]) -> None:
         raise ValueError(
             f"family {name!r} takes no option {unknown[0]!r}; its options are {sorted(allowed)}"
         )
+
+
+def _check_data_arg(data_arg: Any) -> int | str | tuple[int | str, ...] | None:
+    """``data_arg`` checked: ``None``, a position, a keyword name, or a non-empty tuple of them."""
+
+    def is_name(value: Any) -> bool:
+        return isinstance(value, int | str) and not isinstance(value, bool)
+
+    if data_arg is None or is_name(data_arg):
+        return data_arg
+    if isinstance(data_arg, tuple | list) and data_arg and all(is_name(a) for a in data_arg):
+        return tuple(data_arg)
+    raise TypeError(
+        "data_arg must be a position, a keyword name, a non-empty tuple of them, or None, got "
+        f"{data_arg!r}"
+    )
+
+
+def _first_rows(inputs: tuple[Any, ...], batch_size: int) -> tuple[Any, ...]:
+    """The first datapoint of each encoder input that runs along the batch (a cheap probe)."""
+    return tuple(
+        value[:1]
+        if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == batch_size
+        else value
+        for value in inputs
+    )
 
 
 def _key(name: str) -> str:
