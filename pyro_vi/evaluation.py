@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
@@ -435,12 +436,35 @@ def _posterior_mean(
         )
     fn, event_dim = node["fn"], node["fn"].event_dim
     try:
-        mean = torch.broadcast_to(fn.mean, node["value"].shape)
+        mean = torch.broadcast_to(_closed_form_mean(fn), node["value"].shape)
     except NotImplementedError:
         mean = _monte_carlo_mean(model, guide, args, kwargs, site, num_samples)
     # The data plate's dim counts from the right of the batch shape, left of the event dims.
     data_axis = mean.dim() - event_dim + plate.dim
     return mean.movedim(data_axis, 0)
+
+
+def _reshapes_only(transform: Any) -> bool:
+    """Whether ``transform`` only reshapes (or is the identity): it then commutes with the mean."""
+    transforms = dist.transforms
+    if isinstance(transform, transforms.ComposeTransform):
+        return all(_reshapes_only(part) for part in transform.parts)
+    if isinstance(transform, transforms.IndependentTransform):
+        return _reshapes_only(transform.base_transform)
+    return isinstance(transform, transforms.ReshapeTransform | type(transforms.identity_transform))
+
+
+def _closed_form_mean(fn: Any) -> torch.Tensor:
+    """``fn.mean``, also for a distribution reshaped by the autoguide's reals-to-site transform
+    (whose ``.mean`` torch leaves unimplemented); ``NotImplementedError`` when there is none."""
+    if isinstance(fn, dist.TransformedDistribution) and all(
+        _reshapes_only(t) for t in fn.transforms
+    ):
+        value = _closed_form_mean(fn.base_dist)
+        for transform in fn.transforms:
+            value = transform(value)
+        return value
+    return fn.mean
 
 
 def _latent_site(guide_trace: poutine.Trace, model_trace: poutine.Trace, site: str) -> dict:

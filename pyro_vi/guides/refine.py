@@ -92,7 +92,7 @@ def refine(
     learning_rate = check_float("learning_rate", learning_rate, minimum=0.0, exclusive_minimum=True)
     before = per_datapoint_elbo(model, guide, *args, num_particles=eval_particles, **kwargs)
     with torch.no_grad():
-        context = guide.context(guide._data(args, kwargs)).detach().clone()
+        context = guide.context(*guide._encoder_inputs(args, kwargs)).detach().clone()
     context.requires_grad_(True)
     optimizer = torch.optim.Adam([context], lr=learning_rate)
     if estimator not in ("elbo", "stl"):

@@ -1,5 +1,7 @@
 """The amortized autoguide: any model, every family, constrained and global latents, exactness."""
 
+import math
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -11,8 +13,10 @@ from pyro_vi.architectures import mlp_vae
 from pyro_vi.estimators import get
 from pyro_vi.guides.amortized import AmortizedGuide
 from pyro_vi.guides.families import FAMILIES
+from pyro_vi.models.conditional import ConditionalEncoder, ConditionalVAE
 from pyro_vi.models.conjugate import FactorAnalysis, NormalNormalGlobal
 from pyro_vi.models.targets import get_target
+from pyro_vi.nets import MLPDecoder, MLPEncoder
 
 F64 = torch.float64
 
@@ -205,3 +209,40 @@ def test_a_model_without_data_gets_a_global_guide():
         AmortizedGuide(constrained_model, [4], data_arg=None)(torch.randn(3, 1))
     with pytest.raises(ValueError, match="pass an encoder"):
         AmortizedGuide(constrained_model)(torch.randn(3, 1))
+
+
+def test_a_tuple_data_arg_guides_a_conditional_vae():
+    # data_arg=(0, 1): the encoder reads (x, y); x fixes batch size, device and dtype.
+    shape, latent, classes = (1, 4, 4), 2, 3
+    model = ConditionalVAE(MLPDecoder(latent + classes, [8], shape), latent, classes)
+    encoder = ConditionalEncoder(MLPEncoder(shape, [8]), classes)
+    guide = AmortizedGuide(model, encoder=encoder, family="iaf", data_arg=(0, 1))
+    x = torch.bernoulli(torch.full((6, *shape), 0.4))
+    y = torch.arange(6) % classes
+    svi = SVI(model, guide, Adam({"lr": 1e-2}), loss=get("iwae", num_particles=3))
+    assert all(math.isfinite(svi.step(x, y, num_data=12)) for _ in range(2))
+    assert guide(x, y)["z"].shape == (6, latent)
+    assert all(p.grad is not None for p in encoder.parameters())
+    # The label reaches q(z | x, y): the same image with another label gets another posterior.
+    contexts = guide.context(x[:1].expand(2, *shape), torch.tensor([0, 1]))
+    assert not torch.equal(contexts[0], contexts[1])
+
+
+def test_tuple_data_arg_errors():
+    def model(x, y, num_data=None):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+            pyro.sample(
+                "x", dist.Normal(z.sum(-1, keepdim=True) + y.unsqueeze(-1), 1.0).to_event(1), obs=x
+            )
+
+    with pytest.raises(TypeError, match="data_arg must be a position, a keyword name, a non-empty"):
+        AmortizedGuide(model, torch.nn.Identity(), data_arg=())
+    with pytest.raises(TypeError, match="data_arg must be a position"):
+        AmortizedGuide(model, torch.nn.Identity(), data_arg=(0, 1.5))
+    with pytest.raises(ValueError, match="an encoder built from hidden sizes reads the data alone"):
+        AmortizedGuide(model, [4], data_arg=(0, 1))
+    guide = AmortizedGuide(model, ConditionalEncoder(MLPEncoder((1,), [4]), 2), data_arg=(0, "y"))
+    with pytest.raises(ValueError, match=r"data_arg=\(0, 'y'\) names no argument 'y'"):
+        guide(torch.randn(4, 1), torch.zeros(4, dtype=torch.long))
+    assert guide(torch.randn(4, 1), y=torch.zeros(4, dtype=torch.long))["z"].shape == (4, 2)

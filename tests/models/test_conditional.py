@@ -136,3 +136,17 @@ def test_predictive_with_particles():
     guide(x, y)
     samples = pyro.infer.Predictive(model, guide=guide, num_samples=3, parallel=True)(x, y)
     assert samples["z"].shape == (3, 6, LATENT)
+
+
+@pytest.mark.cuda
+def test_a_step_on_cuda():
+    step_on_device("cuda")
+
+
+def step_on_device(device):
+    model, guide = model_and_guide(prior="mixture")
+    model.to(device)  # the guide moves to the data's device at its first call
+    x, y = binary().to(device), labels().to(device)
+    svi = SVI(model, guide, Adam({"lr": 1e-2}), loss=get("iwae", num_particles=3))
+    assert math.isfinite(svi.step(x, y))
+    assert all(p.device == x.device for p in guide.parameters())

@@ -281,3 +281,19 @@ def test_the_other_checks_keep_their_messages():
     with pytest.raises(ValueError, match=r"data in \[0, 1\]"):
         make_likelihood("bernoulli_grey", SHAPE).check_data(torch.full((2, *SHAPE), 2.0))
     make_likelihood("gaussian", SHAPE).check_data(torch.full((2, *SHAPE), 7.0))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", LIKELIHOODS)
+def test_every_likelihood_runs_on_cuda(name):
+    check_on_device(name, "cuda")
+
+
+def check_on_device(name, device):
+    likelihood = build(name).to(device)
+    params = torch.randn(2, 6, *likelihood.params_shape(SHAPE), device=device)
+    fn = likelihood(params, len(SHAPE))
+    x = valid_data(name).to(device)
+    likelihood.check_data(x)
+    for tensor in (fn.log_prob(x), fn.mean, fn.sample()):
+        assert tensor.device == params.device

@@ -8,7 +8,13 @@ from pyro.infer import SVI, Predictive, Trace_ELBO, TraceMeanField_ELBO
 from pyro.optim import Adam
 
 from pyro_vi.architectures import conv_vae, iwae_mlp_vae, mlp_vae
-from pyro_vi.models.likelihoods import BernoulliImage, BernoulliLikelihood, GaussianLikelihood
+from pyro_vi.models.likelihoods import (
+    BernoulliImage,
+    BernoulliLikelihood,
+    CategoricalLikelihood,
+    GaussianLikelihood,
+)
+from pyro_vi.models.priors import MixturePrior, StandardNormalPrior
 from pyro_vi.models.vae import VAE
 from pyro_vi.nets import MLPDecoder
 
@@ -171,3 +177,35 @@ def test_bernoulli_image_matches_torch_bernoulli():
     assert ours.sample((2,)).shape == (2, 4, 3, 1, 5, 5)
     expanded = BernoulliImage(logits[0], 3).expand([6, 3])
     assert expanded.log_prob(x).shape == (6, 3)
+
+
+def test_prior_argument_keeps_the_standard_normal_by_default():
+    decoder = MLPDecoder(4, [16], SHAPE)
+    x = binary(5).double()
+    for prior in (None, "standard_normal", StandardNormalPrior(4)):
+        model = VAE(decoder, 4, data_shape=SHAPE, prior=prior).double()
+        assert isinstance(model.prior, StandardNormalPrior)
+        trace = pyro.poutine.trace(model).get_trace(x)
+        z = trace.nodes["z"]["value"]
+        # Exact identity in float64: the prior of "z" is N(0, I).
+        expected = dist.Normal(torch.zeros_like(z), 1.0).log_prob(z).sum(-1)
+        assert torch.allclose(trace.nodes["z"]["fn"].log_prob(z), expected, rtol=1e-12)
+    model = VAE(decoder, 4, data_shape=SHAPE, prior="mixture")
+    assert isinstance(model.prior, MixturePrior) and model.prior.latent_dim == 4
+    with pytest.raises(ValueError, match="prior is over 3 dimensions"):
+        VAE(decoder, 4, data_shape=SHAPE, prior=MixturePrior(3))
+    with pytest.raises(TypeError, match="prior must be a Prior"):
+        VAE(decoder, 4, data_shape=SHAPE, prior=3)
+
+
+def test_likelihood_with_its_own_params_shape():
+    # A categorical decoder outputs L logits per pixel: the VAE passes its output through.
+    likelihood = CategoricalLikelihood(num_levels=5)
+    decoder = MLPDecoder(4, [16], likelihood.params_shape(SHAPE))
+    model = VAE(decoder, 4, likelihood)
+    x = torch.randint(0, 5, (6, *SHAPE)) / 4
+    trace = pyro.poutine.trace(model).get_trace(x)
+    assert trace.nodes["x"]["fn"].event_shape == SHAPE
+    assert trace.nodes["x"]["fn"].mean.shape == (6, *SHAPE)
+    with pytest.raises(ValueError, match="needs data on the grid k/4"):
+        VAE(decoder, 4, likelihood)(torch.full((2, *SHAPE), 0.3))

@@ -1,0 +1,90 @@
+"""Every shipped config resolves, builds, gives a finite loss, and trains end to end.
+
+The configs are globbed, so a new file in ``configs/`` is covered without touching this file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from pyro_vi.runs.folder import load_run, read_epochs
+from pyro_vi.runs.training import train_spec
+from pyro_vi.spec import DataInfo, build, load_spec
+from pyro_vi.spec.resolve import DATA_LEVELS
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))
+CONFIG_IDS = [path.stem for path in CONFIGS]
+
+#: One epoch on 64 images, a 4-particle log-likelihood: the whole folder is written in seconds.
+TINY_RUN = ["training.epochs=1", "data.limit=64", "training.eval_samples=4", "training.batch_size=32"]
+FIGURES = ("samples", "reconstructions", "interpolation", "latents", "loss_curves")
+
+
+def _data_info(spec) -> DataInfo:
+    shape = (1, 8, 8) if spec.data["name"] == "digits" else (1, 28, 28)
+    return DataInfo(shape, 10 if spec.model.get("conditional") else None)
+
+
+def _random_batch(spec, info: DataInfo, size: int = 6) -> tuple[torch.Tensor, ...]:
+    """Data the spec's model accepts: binary images, or grey levels on the dataset's grid."""
+    binary = spec.data["name"] == "binarized-mnist" or spec.data["binarize"] == "dynamic"
+    levels = 2 if binary else DATA_LEVELS[spec.data["name"]]
+    images = torch.randint(levels, (size, *info.shape)).float() / (levels - 1)
+    if info.num_classes is None:
+        return (images,)
+    return images, torch.randint(info.num_classes, (size,))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=CONFIG_IDS)
+def test_config_builds_and_its_loss_is_finite(path):
+    spec = load_spec(path)
+    info = _data_info(spec)
+    built = build(spec, info)
+    loss = built.estimator.loss(built.model, built.guide, *_random_batch(spec, info))
+    assert math.isfinite(loss)
+    # Building made the optimizer's arguments valid too (lr_decay, clipped Adam, ...).
+    assert built.optimizer() is not None
+
+
+def _finite_numbers(metrics: dict) -> dict:
+    return {
+        key: value
+        for key, value in metrics.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=CONFIG_IDS)
+def test_config_trains_end_to_end(path, tmp_path, data_overrides):
+    dataset = load_spec(path).data["name"]
+    spec = load_spec(path, [*TINY_RUN, *data_overrides(dataset)])
+    folder = train_spec(spec, tmp_path / "run", progress=False)
+
+    for name in ("spec.toml", "run.json", "metrics.jsonl", "checkpoint.pt", "metrics.json"):
+        assert (folder / name).is_file(), name
+    assert load_spec(folder / "spec.toml") == spec
+    assert json.loads((folder / "run.json").read_text())["status"] == "complete"
+    epochs = read_epochs(folder)
+    assert [epoch["epoch"] for epoch in epochs] == [1]
+    assert math.isfinite(epochs[0]["train_loss"])
+
+    metrics = json.loads((folder / "metrics.json").read_text())["metrics"]
+    numbers = _finite_numbers(metrics)
+    assert "reconstruction_log_likelihood" in numbers
+    assert all(math.isfinite(value) for value in numbers.values()), numbers
+    if spec.model["kind"] == "vae":
+        assert "test_log_likelihood_iwae_4" in numbers
+
+    autoencoder = spec.model["kind"] == "autoencoder"
+    for figure in FIGURES:
+        expected = not (autoencoder and figure == "samples")  # no prior to sample from
+        assert (folder / f"{figure}.png").is_file() == expected, figure
+
+    run = load_run(folder)
+    assert run.spec == spec
+    assert not run.built.model.training and not run.built.guide.training
