@@ -195,6 +195,8 @@ class AmortizedGuide(UniquePyroModule):
     def posterior(self, site: LatentSite, context: torch.Tensor) -> dist.TorchDistribution:
         """The distribution of one latent site given its context (batch ``[B]`` or ``[]``)."""
         base = self.families[_key(site.name)](context)
+        if site.is_flat_real:
+            return base
         return dist.TransformedDistribution(base, [site.transform()])
 
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
