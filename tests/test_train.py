@@ -199,3 +199,21 @@ def test_free_pyro_params_are_moved_to_the_gpu():
     pyro.param("loc", torch.zeros(()))  # created on the CPU before training
     fit(model, lambda x: None, torch.randn(16), epochs=1, device="cuda", progress=False)
     assert pyro.param("loc").device.type == "cuda"
+
+
+def test_max_seconds_stops_training_within_the_budget(digits):
+    model, guide = mlp_vae(digits.image_shape, latent_dim=4, hidden=[32])
+    train = DynamicBinarization(digits.train)
+    history = fit(model, guide, train, epochs=10_000, batch_size=10, max_seconds=0.3, progress=False)
+    assert history.out_of_time
+    # Stopped at the first step past the budget. One epoch is 144 steps of a few ms; the first
+    # step also builds and validates everything, so the whole 10000-epoch run ends in epoch 1
+    # or 2 on any machine.
+    assert history.epochs <= 2 and sum(history.seconds) >= 0.3
+    assert all(math.isfinite(v) for v in history.train_loss)
+
+
+def test_max_seconds_must_be_positive(digits):
+    model, guide = mlp_vae(digits.image_shape, latent_dim=4, hidden=[32])
+    with pytest.raises(ValueError, match="max_seconds must be > 0"):
+        fit(model, guide, digits.train, max_seconds=0, progress=False)
