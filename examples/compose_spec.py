@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = load_spec({
         "model": {"latent_dim": [16, 8], "prior": {"name": "mixture", "num_components": 10}},
         "guide": {"family": "spline_ar"},
-        "estimator": {"name": "dreg", "num_particles": 5},
+        "estimator": {"name": "iwae", "num_particles": 5},
     }, overrides)
     run = train_spec(spec, args.out, overwrite=True, progress=not args.smoke)
     # ---------------------------------------------------------------------------------------------

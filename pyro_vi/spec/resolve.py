@@ -346,9 +346,11 @@ def _check_device(device: str) -> None:
     import torch
 
     try:
-        torch.device(device)
+        kind = torch.device(device).type
     except (RuntimeError, TypeError):
-        raise fail("training.device", device, "'cpu', 'cuda' or 'cuda:<index>'") from None
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise fail("training.device", device, "'cpu', 'cuda' or 'cuda:<index>'")
 
 
 def check_device_available(spec: Spec) -> None:
@@ -424,10 +426,15 @@ def _check_combinations(spec: Spec, raw: Mapping[str, Any]) -> None:
                 f"{[n for n, f in families.FAMILIES.items() if f.has_tractable_inverse]}"
             )
     if kind != "vae" and (name != "elbo" or estimator["num_particles"] != 1):
+        why = (
+            "there is no KL in closed form for a point mass"
+            if name == "meanfield"
+            else "every particle is the same, so multi-sample bounds and other gradient "
+            "estimators add cost and nothing else (stl/dreg would even drop the VQ losses)"
+        )
         raise SpecError(
             f"invalid spec: estimator = {estimator} with model.kind = {kind!r}: its encoder is "
-            "deterministic, so every particle is the same and the multi-sample bounds equal the "
-            "ELBO; allowed: estimator.name = 'elbo' with num_particles = 1"
+            f"deterministic and {why}; allowed: estimator.name = 'elbo' with num_particles = 1"
         )
 
 

@@ -70,7 +70,7 @@ class Field:
             "floats": "a list of numbers",
         }[self.kind]
         if self.kind in ("ints", "floats") and self.length is not None:
-            noun = f"{noun[:-1] if noun.endswith('s') else noun} of length {self.length}"
+            noun = f"{noun} of length {self.length}"
         bounds = []
         if self.minimum is not None:
             bounds.append(f"{'>' if self.exclusive else '>='} {self.minimum:g}")

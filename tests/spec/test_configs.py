@@ -22,7 +22,12 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"
 CONFIG_IDS = [path.stem for path in CONFIGS]
 
 #: One epoch on 64 images, a 4-particle log-likelihood: the whole folder is written in seconds.
-TINY_RUN = ["training.epochs=1", "data.limit=64", "training.eval_samples=4", "training.batch_size=32"]
+TINY_RUN = [
+    "training.epochs=1",
+    "data.limit=64",
+    "training.eval_samples=4",
+    "training.batch_size=32",
+]
 FIGURES = ("samples", "reconstructions", "interpolation", "latents", "loss_curves")
 #: Evaluation scores the whole test split (10000 images for the MNIST family) and, for a flow
 #: guide, averages 1000 guide draws per image for the posterior means; on 2 CPU cores that took

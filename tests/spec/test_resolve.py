@@ -91,9 +91,7 @@ BAD_SPECS = [
         _error("'training.epoch'", "did you mean 'epochs'?", "training takes [", "'epochs'"),
         id="section-key-typo",
     ),
-    pytest.param(
-        {"training": 3}, _error("training = 3", "a table"), id="section-not-a-table"
-    ),
+    pytest.param({"training": 3}, _error("training = 3", "a table"), id="section-not-a-table"),
     # wrong types
     pytest.param(
         {"training": {"epochs": "3"}},
@@ -320,7 +318,9 @@ BAD_SPECS = [
     ),
     pytest.param(
         GREY,
-        _error("model.likelihood = 'bernoulli'", "data.binarize = 'none'", "'dynamic'", "'gaussian'"),
+        _error(
+            "model.likelihood = 'bernoulli'", "data.binarize = 'none'", "'dynamic'", "'gaussian'"
+        ),
         id="bernoulli-on-grey-data",
     ),
     pytest.param(
@@ -451,15 +451,16 @@ def test_override_turns_a_named_part_into_a_table():
     changed = apply_overrides(raw, ["model.likelihood.scale=0.1"])
     assert changed["model"]["likelihood"] == {"name": "gaussian", "scale": 0.1}
     assert raw["model"]["likelihood"] == "gaussian"  # the input is copied, not changed
-    assert load_spec(raw, ["model.likelihood.scale=0.1"]).model["likelihood"] == changed["model"][
-        "likelihood"
-    ]
+    assert (
+        load_spec(raw, ["model.likelihood.scale=0.1"]).model["likelihood"]
+        == changed["model"]["likelihood"]
+    )
 
 
 def test_later_overrides_win():
-    assert apply_overrides({"training": {"epochs": 9}}, ["training.epochs=1", "training.epochs=2"]) == {
-        "training": {"epochs": 2}
-    }
+    assert apply_overrides(
+        {"training": {"epochs": 9}}, ["training.epochs=1", "training.epochs=2"]
+    ) == {"training": {"epochs": 2}}
 
 
 def test_overridden_spec_is_validated():
@@ -470,7 +471,10 @@ def test_overridden_spec_is_validated():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("training.epochs", r"an override must look like 'section.key=value', got 'training.epochs'"),
+        (
+            "training.epochs",
+            r"an override must look like 'section.key=value', got 'training.epochs'",
+        ),
         ("training..epochs=3", r"dotted names like 'training.epochs', got 'training..epochs'"),
         ("=3", r"dotted names"),
         ("training.epochs.max=3", r"override 'training.epochs.max=3': training.epochs is 10"),
