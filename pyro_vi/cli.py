@@ -39,7 +39,9 @@ def _add_common(parser: argparse.ArgumentParser, *, spec: bool) -> None:
             help="override a spec key, e.g. --set training.epochs=5 --set estimator.name=iwae "
             "(values are TOML: 5, 0.1, [100, 50], true; bare words are strings)",
         )
-        parser.add_argument("--epochs", type=int, default=None, help="shorthand for training.epochs")
+        parser.add_argument(
+            "--epochs", type=int, default=None, help="shorthand for training.epochs"
+        )
         parser.add_argument("--seed", type=int, default=None, help="shorthand for training.seed")
         parser.add_argument("--data-dir", default=None, help="shorthand for data.dir")
         parser.add_argument(
@@ -65,8 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run on its test set")
     evaluate.add_argument("run", help="a run folder written by 'pyro-vi train'")
     evaluate.add_argument(
-        "--num-samples", type=int, default=None, help="K of the IWAE-K log-likelihood "
-        "(default: the spec's training.eval_samples)"
+        "--num-samples",
+        type=int,
+        default=None,
+        help="K of the IWAE-K log-likelihood (default: the spec's training.eval_samples)",
     )
     evaluate.add_argument("--seed", type=int, default=0, help="seeds the evaluation's draws")
     _add_common(evaluate, spec=False)
@@ -76,7 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("run", help="a run folder written by 'pyro-vi train'")
     sample.add_argument(
-        "--labels", type=int, nargs="+", default=None,
+        "--labels",
+        type=int,
+        nargs="+",
+        default=None,
         help="conditional models: the labels to generate, one row each",
     )
     sample.add_argument("--num", type=int, default=32, help="images per grid")
@@ -90,7 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("specs", nargs="+", help="two or more .toml or .json specs")
     compare.add_argument("--out", default="runs/compare", help="comparison folder")
     compare.add_argument(
-        "--match", choices=("epochs", "seconds"), default="epochs",
+        "--match",
+        choices=("epochs", "seconds"),
+        default="epochs",
         help="matched compute: the same epochs (gradient steps) or the same training seconds",
     )
     compare.add_argument("--seconds", type=float, default=None, help="budget for --match seconds")

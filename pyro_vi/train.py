@@ -262,9 +262,10 @@ def fit(
             start, epoch_loss, seen = time.perf_counter(), 0.0, 0
             order = torch.randperm(num_data, device=device)
             for step, first in enumerate(range(0, num_data, batch_size)):
-                if max_seconds is not None and sum(history.seconds) + (
-                    time.perf_counter() - start
-                ) >= max_seconds:
+                if (
+                    max_seconds is not None
+                    and sum(history.seconds) + (time.perf_counter() - start) >= max_seconds
+                ):
                     history.out_of_time = True
                     break
                 index = order[first : first + batch_size]

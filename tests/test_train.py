@@ -204,7 +204,9 @@ def test_free_pyro_params_are_moved_to_the_gpu():
 def test_max_seconds_stops_training_within_the_budget(digits):
     model, guide = mlp_vae(digits.image_shape, latent_dim=4, hidden=[32])
     train = DynamicBinarization(digits.train)
-    history = fit(model, guide, train, epochs=10_000, batch_size=10, max_seconds=0.3, progress=False)
+    history = fit(
+        model, guide, train, epochs=10_000, batch_size=10, max_seconds=0.3, progress=False
+    )
     assert history.out_of_time
     # Stopped at the first step past the budget. One epoch is 144 steps of a few ms; the first
     # step also builds and validates everything, so the whole 10000-epoch run ends in epoch 1

@@ -50,9 +50,9 @@ class DataInfo:
 class Data:
     """The splits a spec trains and evaluates on.
 
-    ``train`` and ``test`` are tuples of what the model takes as positional arguments: ``(images,)``,
-    or ``(images, labels)`` for a conditional model. ``test_labels`` is kept for figures (latent
-    scatter plots) even when the model does not take labels.
+    ``train`` and ``test`` are tuples of what the model takes as positional arguments:
+    ``(images,)``, or ``(images, labels)`` for a conditional model. ``test_labels`` is kept for
+    figures (latent scatter plots) even when the model does not take labels.
     """
 
     train: tuple[Any, ...]
@@ -121,7 +121,9 @@ def _decoder(table: dict[str, Any], latent_dim: int, out_shape: tuple[int, ...])
     if table["type"] == "mlp":
         # The spec lists hidden sizes data side first, as for the encoder; the decoder runs them
         # from the latent side.
-        return MLPDecoder(latent_dim, list(reversed(table["hidden"])), out_shape, table["activation"])
+        return MLPDecoder(
+            latent_dim, list(reversed(table["hidden"])), out_shape, table["activation"]
+        )
     return ConvDecoder(latent_dim, out_shape, table["features"], table["activation"])
 
 
@@ -207,8 +209,9 @@ def _build_vae(
             model, ConditionalEncoder(encoder, classes), family, family_options, data_arg=(0, 1)
         )
         return model, guide
-    model = VAE(_decoder(model_spec["decoder"], dims[0], out_shape), dims[0], likelihood, shape,
-                prior=prior)
+    model = VAE(
+        _decoder(model_spec["decoder"], dims[0], out_shape), dims[0], likelihood, shape, prior=prior
+    )
     return model, AmortizedGuide(model, encoder, family, family_options)
 
 
@@ -225,8 +228,12 @@ def make_optimizer(spec: Spec) -> pyro.optim.PyroOptim:
     if table["name"] == "clipped_adam":
         args["clip_norm"] = table["clip_norm"]
     if table["lr_decay"] == 1.0:
-        return (pyro.optim.ClippedAdam if table["name"] == "clipped_adam" else pyro.optim.Adam)(args)
-    torch_class: Callable = TorchClippedAdam if table["name"] == "clipped_adam" else torch.optim.Adam
+        return (pyro.optim.ClippedAdam if table["name"] == "clipped_adam" else pyro.optim.Adam)(
+            args
+        )
+    torch_class: Callable = (
+        TorchClippedAdam if table["name"] == "clipped_adam" else torch.optim.Adam
+    )
     return pyro.optim.ExponentialLR(
         {"optimizer": torch_class, "optim_args": args, "gamma": table["lr_decay"]}
     )

@@ -45,7 +45,9 @@ def read_spec_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        raise SpecError(f"spec file {str(path)!r} is not valid {path.suffix[1:]}: {error}") from None
+        raise SpecError(
+            f"spec file {str(path)!r} is not valid {path.suffix[1:]}: {error}"
+        ) from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -58,7 +60,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, value = text.split("=", 1)
     path = key.strip().split(".")
     if not all(path):
-        raise SpecError(f"an override's key must be dotted names like 'training.epochs', got {key!r}")
+        raise SpecError(
+            f"an override's key must be dotted names like 'training.epochs', got {key!r}"
+        )
     try:
         parsed = tomllib.loads(f"value = {value.strip()}")["value"]
     except tomllib.TOMLDecodeError:

@@ -92,7 +92,9 @@ OPTIMIZER = {
     "betas": Field("floats", [0.9, 0.999], "Adam's betas", minimum=0.0, maximum=1.0, length=2),
     "eps": Field("float", 1e-8, "Adam's epsilon", minimum=0.0, exclusive=True),
     "weight_decay": Field("float", 0.0, "L2 penalty", minimum=0.0),
-    "clip_norm": Field("float", 10.0, "gradient clipping (clipped_adam)", minimum=0.0, exclusive=True),
+    "clip_norm": Field(
+        "float", 10.0, "gradient clipping (clipped_adam)", minimum=0.0, exclusive=True
+    ),
     "lr_decay": Field(
         "float", 1.0, "learning rate factor per epoch", minimum=0.0, exclusive=True, maximum=1.0
     ),

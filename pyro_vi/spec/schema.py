@@ -95,7 +95,7 @@ def _number(key: str, value: Any, field: Field, integral: bool) -> int | float:
     if wrong_type:
         raise fail(key, value, field.allowed())
     number = int(value) if integral else float(value)
-    if not integral and number != number or number in (float("inf"), float("-inf")):
+    if (not integral and number != number) or number in (float("inf"), float("-inf")):
         raise fail(key, value, field.allowed())
     if field.minimum is not None and (
         number < field.minimum or (field.exclusive and number == field.minimum)
@@ -158,6 +158,8 @@ def resolve_table(key: str, table: Any, fields: Mapping[str, Field]) -> dict[str
     """Validate a table against ``fields`` and fill in the defaults (optional keys stay None)."""
     table = check_keys(key, table, fields)
     return {
-        name: field.default if name not in table else check_field(f"{key}.{name}", table[name], field)
+        name: field.default
+        if name not in table
+        else check_field(f"{key}.{name}", table[name], field)
         for name, field in fields.items()
     }
