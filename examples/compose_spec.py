@@ -5,12 +5,15 @@
 
 The spec below asks for something no config file holds: a VAE with two stochastic layers
 (z1 of 16 and z2 of 8 dimensions, Burda et al.'s hierarchy), a learned mixture-of-Gaussians prior
-on z2, a rational-quadratic spline autoregressive flow (Durkan et al. 2019) as each layer's
-posterior, trained on the IWAE bound (K = 5) with doubly reparameterized gradients (DReG, Tucker
-et al. 2018). Every key left out takes its default (the embedded digits, dynamically binarized,
-MLP networks of 256-256 tanh units, Adam): ``pyro_vi.spec.resolve`` lists them all. A bad key or
-a combination that cannot work (DReG with a flow that has no inverse, say) is rejected, with
-what is allowed, before anything is built.
+on z2, a spline autoregressive flow (Durkan et al. 2019) as the posterior of each layer, trained
+on the IWAE bound with K = 5 particles (Burda et al. 2016). Every key left out takes its default
+(the embedded digits, dynamically binarized, MLP networks of 256-256 tanh units, Adam):
+``pyro_vi.spec.resolve`` lists them all. A bad key, or parts that cannot work together, are
+rejected with what is allowed before anything is built.
+
+Try ``"dreg"`` for ``"iwae"``: the same bound with doubly reparameterized gradients (Tucker et
+al. 2018). DReG scores the guide at a detached copy of its sample, which for this flow means
+inverting it, one network pass per latent dimension: about 15 times the cost per step on a CPU.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ import argparse
 import json
 
 from pyro_vi.runs.training import train_spec
-from pyro_vi.spec import load_spec
+from pyro_vi.spec import Data, Spec, load_data, load_spec
+
+
+def smoke_data(spec: Spec) -> Data:
+    """The spec's data with 32 test images (``data.limit`` cuts the training set only)."""
+    data = load_data(spec)
+    data.test = tuple(item[:32] for item in data.test)
+    return data
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,10 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     # ---- the five lines ------------------------------------------------------------------------
     spec = load_spec({
         "model": {"latent_dim": [16, 8], "prior": {"name": "mixture", "num_components": 10}},
-        "guide": {"family": "spline_ar"},
-        "estimator": {"name": "iwae", "num_particles": 5},
+        "guide": {"family": "spline_ar"}, "estimator": {"name": "iwae", "num_particles": 5},
     }, overrides)
-    run = train_spec(spec, args.out, overwrite=True, progress=not args.smoke)
+    run = train_spec(spec, args.out, overwrite=True, data=smoke_data(spec) if args.smoke else None)
     # ---------------------------------------------------------------------------------------------
 
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]

@@ -32,16 +32,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         overrides += ["training.epochs=1", "data.limit=300", "training.eval_samples=10"]
     # The default digits VAE (the spec `pyro-vi train` uses), and the same with an IAF guide.
-    flow_guide = {"family": "iaf", "options": {"num_steps": args.steps}, "encoder": DEFAULT_SPEC["guide"]["encoder"]}
+    flow_guide = {**DEFAULT_SPEC["guide"], "family": "iaf", "options": {"num_steps": args.steps}}
     specs = {
         "diagonal": load_spec(DEFAULT_SPEC, overrides),
         f"iaf-{args.steps}": load_spec({**DEFAULT_SPEC, "guide": flow_guide}, overrides),
     }
 
     data = load_data(specs["diagonal"])  # one copy of the data for both runs
+    if args.smoke:  # data.limit cuts the training set only
+        data.test = tuple(item[:32] for item in data.test)
     rows = []
     for name, spec in specs.items():
-        run = train_spec(spec, f"{args.out}/{name}", data=data, overwrite=True, progress=not args.smoke)
+        out = f"{args.out}/{name}"
+        run = train_spec(spec, out, data=data, overwrite=True, progress=not args.smoke)
         metrics = json.loads((run / "metrics.json").read_text())["metrics"]
         log_px = next(v for k, v in metrics.items() if k.startswith("test_log_likelihood"))
         rows.append((name, metrics["test_elbo"], log_px, metrics["parameters"]))

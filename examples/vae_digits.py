@@ -1,6 +1,6 @@
 """Train a VAE on scikit-learn's 8x8 digits with the library's parts, step by step.
 
-    python examples/vae_digits.py --epochs 100 --out runs/example-digits
+    python examples/vae_digits.py --epochs 100 --out runs/examples/vae-digits
 
 The same as ``pyro-vi train``, written out: data, model and guide, SVI training, report.
 """
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default="runs/example-digits")
+    parser.add_argument("--out", default="runs/examples/vae-digits")
     parser.add_argument("--smoke", action="store_true", help="one quick epoch, for the tests")
     args = parser.parse_args(argv)
     pyro.set_rng_seed(0)

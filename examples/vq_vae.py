@@ -1,6 +1,6 @@
 """A VQ-VAE (van den Oord et al. 2017) on the 8x8 digits: a discrete latent from a learned codebook.
 
-    python examples/vq_vae.py                          # ~30 s on 2 cores
+    python examples/vq_vae.py                          # ~15 s on 2 cores
     python examples/vq_vae.py --epochs 300 --device cuda
 
 Each image is encoded as 4 vectors, each snapped to its nearest of 32 learned code vectors
@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"test ELBO:            {metrics['test_elbo']:.2f} nats per image")
     print(f"  = log p(x | z_q):   {metrics['reconstruction_log_likelihood']:.2f}")
     print(f"  - n log K:          {kl:.2f}")
-    print(f"codebook perplexity:  {metrics['codebook_perplexity']:.1f} of {metrics['codebook_size']} codes")
+    codes = f"{metrics['codebook_perplexity']:.1f} of {metrics['codebook_size']}"
+    print(f"codebook perplexity:  {codes} codes in use")
     print(f"reconstructions:      {run / 'reconstructions.png'}")
 
 
