@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> None:
         overrides += ["training.epochs=1", "data.limit=200", "training.eval_samples=10"]
 
     # ---- the five lines ------------------------------------------------------------------------
-    spec = load_spec({
-        "model": {"latent_dim": [16, 8], "prior": {"name": "mixture", "num_components": 10}},
-        "guide": {"family": "spline_ar"}, "estimator": {"name": "iwae", "num_particles": 5},
-    }, overrides)
+    model = {"latent_dim": [16, 8], "prior": {"name": "mixture", "num_components": 10}}
+    guide = {"family": "spline_ar"}
+    estimator = {"name": "iwae", "num_particles": 5}
+    spec = load_spec({"model": model, "guide": guide, "estimator": estimator}, overrides)
     run = train_spec(spec, args.out, overwrite=True, data=smoke_data(spec) if args.smoke else None)
     # ---------------------------------------------------------------------------------------------
 

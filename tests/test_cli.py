@@ -14,7 +14,10 @@ from pyro_vi.cli import main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # A run small enough for the test suite: ~1 s on 2 CPU cores.
-TINY = ["--set", "training.eval_samples=20", "--set", "data.limit=200", "--no-progress"]
+TINY = [
+    *("--set", "training.eval_samples=20", "--set", "data.limit=200"),
+    *("--set", "data.test_limit=120", "--no-progress"),
+]
 
 
 def _train(tmp_path: Path, name: str, *extra: str, config: str = "vae_digits.toml") -> Path:

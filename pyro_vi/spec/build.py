@@ -71,24 +71,31 @@ def load_data(spec: Spec) -> Data:
     train, test = loaded.train, loaded.test
     if name == "digits" and binarize == "dynamic":
         train, test = datasets.DynamicBinarization(train), datasets.DynamicBinarization(test)
-    train_labels = loaded.train_labels
-    if spec.data["limit"] is not None:
-        keep = torch.arange(min(spec.data["limit"], len(train)))
-        train = train[keep] if isinstance(train, torch.Tensor) else _subset(train, keep)
-        train_labels = None if train_labels is None else train_labels[keep]
+    train, train_labels = _first(train, loaded.train_labels, spec.data["limit"])
+    test, test_labels = _first(test, loaded.test_labels, spec.data["test_limit"])
     num_classes = None
     if spec.model.get("conditional"):
+        # From the full label sets: a limited split may miss a class the model must know.
         num_classes = int(max(int(loaded.train_labels.max()), int(loaded.test_labels.max())) + 1)
         train_items: tuple[Any, ...] = (train, train_labels)
-        test_items: tuple[Any, ...] = (test, loaded.test_labels)
+        test_items: tuple[Any, ...] = (test, test_labels)
     else:
         train_items, test_items = (train,), (test,)
     info = DataInfo(tuple(loaded.image_shape), num_classes)
-    return Data(train_items, test_items, loaded.test_labels, info)
+    return Data(train_items, test_items, test_labels, info)
 
 
-def _subset(images: datasets.DynamicBinarization, keep: torch.Tensor) -> Any:
-    return datasets.DynamicBinarization(images.probs[keep])
+def _first(images: Any, labels: torch.Tensor | None, limit: int | None) -> tuple[Any, Any]:
+    """The first ``limit`` images and labels (all when ``limit`` is None); a dynamically
+    binarized split stays dynamic."""
+    if limit is None:
+        return images, labels
+    keep = torch.arange(min(limit, len(images)))
+    if isinstance(images, datasets.DynamicBinarization):
+        images = datasets.DynamicBinarization(images.probs[keep])
+    else:
+        images = images[keep]
+    return images, None if labels is None else labels[keep]
 
 
 @dataclass

@@ -44,6 +44,7 @@ DATA = {
         "str", "dynamic", "'dynamic': a fresh binary draw each epoch", choices=("dynamic", "none")
     ),
     "limit": Field("int", None, "train on the first N training images only", minimum=1),
+    "test_limit": Field("int", None, "evaluate on the first N test images only", minimum=1),
 }
 
 MLP_NETWORK = {
