@@ -22,14 +22,7 @@ import argparse
 import json
 
 from pyro_vi.runs.training import train_spec
-from pyro_vi.spec import Data, Spec, load_data, load_spec
-
-
-def smoke_data(spec: Spec) -> Data:
-    """The spec's data with 32 test images (``data.limit`` cuts the training set only)."""
-    data = load_data(spec)
-    data.test = tuple(item[:32] for item in data.test)
-    return data
+from pyro_vi.spec import load_spec
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,14 +34,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     overrides = [f"training.device={args.device}", f"training.epochs={args.epochs}"]
     if args.smoke:
-        overrides += ["training.epochs=1", "data.limit=200", "training.eval_samples=10"]
+        overrides += ["training.epochs=1", "data.limit=200", "data.test_limit=32"]
+        overrides += ["training.eval_samples=10"]
 
     # ---- the five lines ------------------------------------------------------------------------
     model = {"latent_dim": [16, 8], "prior": {"name": "mixture", "num_components": 10}}
     guide = {"family": "spline_ar"}
     estimator = {"name": "iwae", "num_particles": 5}
     spec = load_spec({"model": model, "guide": guide, "estimator": estimator}, overrides)
-    run = train_spec(spec, args.out, overwrite=True, data=smoke_data(spec) if args.smoke else None)
+    run = train_spec(spec, args.out, overwrite=True, progress=not args.smoke)
     # ---------------------------------------------------------------------------------------------
 
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]

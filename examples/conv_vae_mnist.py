@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.eval_samples is not None:
         overrides.append(f"training.eval_samples={args.eval_samples}")
     if args.smoke:
-        overrides += ["training.epochs=1", "data.limit=500", "training.eval_samples=10"]
+        overrides += ["training.epochs=1", "data.limit=500", "data.test_limit=1000"]
+        overrides += ["training.eval_samples=10"]
     spec = load_spec(CONFIG, overrides)
     try:
         data = load_data(spec)
@@ -54,8 +55,6 @@ def main(argv: list[str] | None = None) -> None:
         print("note: MNIST not found; --smoke runs the same conv VAE on the embedded 8x8 digits")
         spec = load_spec(CONFIG, [*overrides, "data.name=digits"])
         data = load_data(spec)
-    if args.smoke:  # data.limit cuts the training set only; 1000 test images are enough here
-        data.test = tuple(item[:1000] for item in data.test)
 
     run = train_spec(spec, args.out, data=data, overwrite=True, progress=not args.smoke)
 

@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
 
     overrides = [f"training.device={args.device}", f"training.epochs={args.epochs}"]
     if args.smoke:
-        overrides += ["training.epochs=1", "data.limit=300", "training.eval_samples=10"]
+        overrides += ["training.epochs=1", "data.limit=300", "data.test_limit=32"]
+        overrides += ["training.eval_samples=10"]
     # The default digits VAE (the spec `pyro-vi train` uses), and the same with an IAF guide.
     flow_guide = {**DEFAULT_SPEC["guide"], "family": "iaf", "options": {"num_steps": args.steps}}
     specs = {
@@ -39,8 +40,6 @@ def main(argv: list[str] | None = None) -> None:
     }
 
     data = load_data(specs["diagonal"])  # one copy of the data for both runs
-    if args.smoke:  # data.limit cuts the training set only
-        data.test = tuple(item[:32] for item in data.test)
     rows = []
     for name, spec in specs.items():
         out = f"{args.out}/{name}"
