@@ -54,14 +54,9 @@ class Likelihood(nn.Module):
         return tuple(data_shape)
 
 
-class BernoulliImage(dist.TorchDistribution):
-    """Independent Bernoulli pixels with logits l as one event: the last ``event_dim`` dims.
-
-    log p(x) = sum_j [x_j l_j - softplus(l_j)] = -sum_j BCE(l_j, x_j), computed by the fused
-    ``binary_cross_entropy_with_logits`` kernel and summed before it is negated, which saves the
-    full-size negation (and its backward) of ``Bernoulli(logits).to_event(...)``; the values are
-    the same. No argument validation: the likelihood checks the data once.
-    """
+class _LogitsImage(dist.TorchDistribution):
+    """Independent pixels parameterized by logits ``[..., *event]``, the last ``event_dim`` dims
+    one event; no argument validation (the likelihood checks the data once)."""
 
     arg_constraints: ClassVar[dict] = {"logits": constraints.real}
     has_rsample = False
@@ -71,6 +66,16 @@ class BernoulliImage(dist.TorchDistribution):
         self._event_dim = event_dim
         split = logits.dim() - event_dim
         super().__init__(logits.shape[:split], logits.shape[split:], validate_args=False)
+
+
+class BernoulliImage(_LogitsImage):
+    """Independent Bernoulli pixels with logits l as one event: the last ``event_dim`` dims.
+
+    log p(x) = sum_j [x_j l_j - softplus(l_j)] = -sum_j BCE(l_j, x_j), computed by the fused
+    ``binary_cross_entropy_with_logits`` kernel and summed before it is negated, which saves the
+    full-size negation (and its backward) of ``Bernoulli(logits).to_event(...)``; the values are
+    the same. No argument validation: the likelihood checks the data once.
+    """
 
     @constraints.dependent_property(is_discrete=True, event_dim=0)
     def support(self) -> constraints.Constraint:
@@ -215,7 +220,7 @@ def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
     return torch.where(small, series, closed)
 
 
-class ContinuousBernoulliImage(dist.TorchDistribution):
+class ContinuousBernoulliImage(_LogitsImage):
     """Independent continuous Bernoulli pixels with logits l as one event: the last ``event_dim``.
 
     p(x) = prod_j C(l_j) sigmoid(l_j)^x_j (1 - sigmoid(l_j))^(1 - x_j) on [0, 1]^d, so
@@ -226,15 +231,6 @@ class ContinuousBernoulliImage(dist.TorchDistribution):
         Loaiza-Ganem & Cunningham, "The continuous Bernoulli: fixing a pervasive error in
         variational autoencoders" (NeurIPS 2019).
     """
-
-    arg_constraints: ClassVar[dict] = {"logits": constraints.real}
-    has_rsample = False
-
-    def __init__(self, logits: torch.Tensor, event_dim: int) -> None:
-        self.logits = logits
-        self._event_dim = event_dim
-        split = logits.dim() - event_dim
-        super().__init__(logits.shape[:split], logits.shape[split:], validate_args=False)
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
     def support(self) -> constraints.Constraint:

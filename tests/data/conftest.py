@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import find_shared_data
 
 from pyro_vi.data import MNIST_MD5, write_idx
 from pyro_vi.data.mnist import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
@@ -22,23 +22,10 @@ from pyro_vi.data.mnist import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LAB
 TEST_DATA_ENV = "PYRO_VI_TEST_DATA"
 
 
-def _find_shared_data() -> Path | None:
-    configured = os.environ.get(TEST_DATA_ENV)
-    if configured:
-        return Path(configured)
-    # The repository is checked out as <somewhere>/main with <somewhere>/shared/data beside it;
-    # walking up finds that wherever the checkout lives.
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared copy of the datasets (``$PYRO_VI_TEST_DATA`` or a ``shared/data`` found above)."""
-    root = _find_shared_data()
+    root = find_shared_data(TEST_DATA_ENV)
     if root is None:
         pytest.skip(f"no shared dataset folder: set {TEST_DATA_ENV} or check out shared/data")
     if not root.is_dir():

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from shared_data import find_shared_data
 
 from pyro_vi.data import DATA_ENV, MNIST_MD5
 
@@ -18,23 +18,10 @@ DATASET_FILES = {
 }
 
 
-def _find_data_root() -> Path | None:
-    configured = os.environ.get(DATA_ENV)
-    if configured:
-        return Path(configured)
-    # The checkout is <somewhere>/main with the shared copy at <somewhere>/shared/data; walking up
-    # finds it wherever the checkout lives (as tests/data/conftest.py does).
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="session")
 def data_root() -> Path | None:
     """``$PYRO_VI_DATA``, else a ``shared/data`` beside the checkout, else ``None``."""
-    return _find_data_root()
+    return find_shared_data(DATA_ENV)
 
 
 @pytest.fixture
