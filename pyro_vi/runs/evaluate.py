@@ -1,0 +1,116 @@
+"""The numbers a run is judged by, for every kind of model a spec builds.
+
+=================================  ======================================  ==================
+metric                             meaning                                 models
+=================================  ======================================  ==================
+``test_elbo``                      ELBO, one particle, nats per datapoint  vae, vq_vae
+``test_bound``                     the trained estimator's bound           vae
+``test_log_likelihood_iwae_K``     IWAE-K estimate of log p(x)             vae
+``active_units``                   units with Cov_x E_q[z_u] > 0.01        vae, autoencoder
+``reconstruction_log_likelihood``  E_q log p(x | z) (not a bound)          all
+``codebook_perplexity``            exp(entropy of code use), 1 .. K        vq_vae
+=================================  ======================================  ==================
+
+The VQ-VAE's posterior is a point mass on the nearest codes, so its IWAE-K equals its ELBO and is
+not reported twice. The autoencoder has no prior, so no bound on log p(x) exists for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyro
+import torch
+from tqdm.auto import tqdm
+
+from pyro_vi.evaluation import active_units, log_likelihood, reconstruction_log_likelihood
+from pyro_vi.models.vq_vae import perplexity
+from pyro_vi.spec import Built, Data
+from pyro_vi.train import evaluate_loss
+
+#: Datapoints per evaluation pass: bounds memory, not the result.
+EVAL_BATCH = 500
+
+
+def fixed_test_set(data: Data, device: torch.device, seed: int) -> tuple[torch.Tensor, ...]:
+    """The test split as plain tensors on ``device``; a dynamically binarized split is drawn once,
+    from ``seed``, so that every metric of a run scores the same binary images."""
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return tuple(item[torch.arange(len(item))].to(device) for item in data.test)
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
+def evaluate_built(
+    built: Built,
+    test: tuple[torch.Tensor, ...],
+    num_samples: int,
+    progress: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate a trained model on the test tensors.
+
+    Arguments:
+        built: Model, guide and estimator of the run.
+        test: The model's arguments for the whole test set (see :func:`fixed_test_set`).
+        num_samples: K of the IWAE-K log-likelihood; 0 skips it.
+        progress: Show a progress bar over the test batches of the log-likelihood.
+        seed: Seeds the evaluation's random draws.
+
+    Returns:
+        The metrics of the module docstring that apply to the model, as floats and ints.
+    """
+    pyro.set_rng_seed(seed)
+    model, guide, kind = built.model, built.guide, built.spec.model["kind"]
+    metrics: dict[str, Any] = {"test_size": len(test[0])}
+    metrics["reconstruction_log_likelihood"] = reconstruction_log_likelihood(
+        model, guide, *test, batch_size=EVAL_BATCH
+    )
+    if kind in ("vae", "vq_vae"):
+        metrics["test_elbo"] = -evaluate_loss(model, guide, test, batch_size=EVAL_BATCH)
+    if kind == "vae" and built.spec.estimator["name"] != "elbo":
+        metrics[f"test_{built.spec.estimator['name']}_bound"] = -evaluate_loss(
+            model, guide, test, loss=built.estimator, batch_size=EVAL_BATCH
+        )
+    if kind == "vae" and num_samples > 0:
+        metrics[f"test_log_likelihood_iwae_{num_samples}"] = _log_likelihood(
+            built, test, num_samples, progress
+        )
+    if kind in ("vae", "autoencoder"):
+        for site in _latent_sites(built):
+            count, variances = active_units(model, guide, *test, site=site, batch_size=EVAL_BATCH)
+            key = "active_units" if site == "z" else f"active_units_{site}"
+            metrics[key] = count
+            metrics[f"{key}_of"] = variances.numel()
+    if kind == "vq_vae":
+        with torch.no_grad():
+            counts = sum(
+                guide.code_usage(test[0][start : start + EVAL_BATCH])
+                for start in range(0, len(test[0]), EVAL_BATCH)
+            )
+        metrics["codebook_perplexity"] = float(perplexity(counts))
+        metrics["codebook_size"] = built.spec.model["num_codes"]
+    return metrics
+
+
+def _latent_sites(built: Built) -> list[str]:
+    return ["z1", "z2"] if len(built.spec.latent_dims) == 2 else ["z"]
+
+
+def _log_likelihood(
+    built: Built, test: tuple[torch.Tensor, ...], num_samples: int, progress: bool
+) -> float:
+    # Batches small enough that chunk_size * batch * model fits in memory; a bar per batch.
+    total, count = 0.0, len(test[0])
+    starts = range(0, count, EVAL_BATCH)
+    bar = tqdm(starts, desc=f"log p(x), IWAE-{num_samples}", unit="batch", disable=not progress)
+    for start in bar:
+        batch = tuple(item[start : start + EVAL_BATCH] for item in test)
+        estimates = log_likelihood(
+            built.model, built.guide, *batch, num_samples=num_samples, chunk_size=100
+        )
+        total += float(estimates.sum())
+    bar.close()
+    return total / count
