@@ -129,9 +129,9 @@ def _check_matched(specs: Sequence[Spec]) -> None:
                 if mine[key] != theirs[key]:
                     raise SpecError(
                         f"compare: {section}.{key} differs between specs ({theirs[key]!r} in "
-                        f"{reference.name or 'the first'}, {mine[key]!r} in {spec.name or 'a later'}"
-                        "); compared runs must share data, batch size, seed and evaluation. Set it "
-                        f"for all with --set {section}.{key}=..."
+                        f"{reference.name or 'the first'}, {mine[key]!r} in "
+                        f"{spec.name or 'a later'}); compared runs must share data, batch "
+                        f"size, seed and evaluation. Set it for all with --set {section}.{key}=..."
                     )
 
 
@@ -157,7 +157,7 @@ def _row(name: str, spec: Spec, path: Path) -> dict[str, Any]:
 
 def _cell(value: Any) -> str:
     if value is None:
-        return "–"
+        return "-"
     if isinstance(value, float):
         return f"{value:.2f}"
     return str(value)
@@ -175,7 +175,8 @@ def write_comparison(
     lines = [
         f"Matched compute: same {match}; numbers in nats per datapoint on the test set.",
         f"Machine: {machine.get('device_name', '?')} ({machine.get('device', '?')}), torch "
-        f"{machine.get('torch', '?')}, pyro {machine.get('pyro', '?')}, {machine.get('date', '?')}.",
+        f"{machine.get('torch', '?')}, pyro {machine.get('pyro', '?')}, "
+        f"{machine.get('date', '?')}.",
         "",
         "| " + " | ".join(heading for heading, _ in COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
