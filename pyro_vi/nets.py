@@ -39,6 +39,24 @@ def _check_sizes(name: str, sizes: Sequence[int]) -> tuple[int, ...]:
     return tuple(check_int(f"{name}[{i}]", s, minimum=1) for i, s in enumerate(sizes))
 
 
+def encoder_features(encoder: nn.Module, features: int | None = None) -> int:
+    """F, the size of an encoder's output: ``features`` when given, else ``encoder.out_features``.
+
+    Every encoder of this module has ``out_features``; a user's encoder without one needs
+    ``features``. Raises ``TypeError``/``ValueError`` naming what is missing.
+    """
+    if not isinstance(encoder, nn.Module):
+        raise TypeError(f"encoder must be a torch.nn.Module, got {describe(encoder)}")
+    if features is None:
+        features = getattr(encoder, "out_features", None)
+        if features is None:
+            raise ValueError(
+                "features is needed: the encoder has no out_features attribute to read the size "
+                "of its output from"
+            )
+    return check_int("features", features, minimum=1)
+
+
 class MLP(nn.Sequential):
     """A multilayer perceptron acting on the last dimension: Linear, activation, ..., Linear.
 

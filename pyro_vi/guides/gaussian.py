@@ -10,6 +10,7 @@ from torch.nn.functional import softplus
 
 from pyro_vi._checks import check_float, check_int, describe
 from pyro_vi._module import UniquePyroModule
+from pyro_vi.nets import encoder_features
 from pyro_vi.plates import data_plate
 
 
@@ -42,16 +43,7 @@ class AmortizedDiagonalNormal(UniquePyroModule):
         min_scale: float = 1e-5,
     ) -> None:
         super().__init__()
-        if not isinstance(encoder, nn.Module):
-            raise TypeError(f"encoder must be a torch.nn.Module, got {describe(encoder)}")
-        if features is None:
-            features = getattr(encoder, "out_features", None)
-            if features is None:
-                raise ValueError(
-                    "features is needed: the encoder has no out_features attribute to read the "
-                    "size of its output from"
-                )
-        features = check_int("features", features, minimum=1)
+        features = encoder_features(encoder, features)
         self.encoder = encoder
         self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
         self.loc_head = nn.Linear(features, self.latent_dim)

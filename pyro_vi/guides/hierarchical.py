@@ -20,7 +20,7 @@ from pyro_vi._checks import describe
 from pyro_vi._module import UniquePyroModule
 from pyro_vi.guides.families import make_family
 from pyro_vi.models.hierarchical import check_latent_dims
-from pyro_vi.nets import MLPEncoder
+from pyro_vi.nets import MLPEncoder, encoder_features
 from pyro_vi.plates import data_plate
 
 
@@ -58,14 +58,7 @@ class HierarchicalGuide(UniquePyroModule):
         family_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(encoder, nn.Module):
-            raise TypeError(f"encoder must be a torch.nn.Module, got {describe(encoder)}")
-        features = getattr(encoder, "out_features", None)
-        if not isinstance(features, int) or isinstance(features, bool):
-            raise ValueError(
-                "encoder needs an integer out_features attribute (the size of its output), got "
-                f"{describe(features)}"
-            )
+        features = encoder_features(encoder)
         if family_options is not None and not isinstance(family_options, dict):
             raise TypeError(f"family_options must be a dict, got {describe(family_options)}")
         first, second = check_latent_dims(latent_dims)

@@ -25,7 +25,9 @@ from torch import nn
 
 from pyro_vi._checks import check_int, describe
 from pyro_vi._module import UniquePyroModule
-from pyro_vi.models.likelihoods import Likelihood, make_likelihood
+from pyro_vi.models.likelihoods import Likelihood
+from pyro_vi.models.vae import resolve_likelihood
+from pyro_vi.nets import encoder_features
 from pyro_vi.plates import data_plate
 
 __all__ = ["Autoencoder", "AutoencoderGuide", "DeterministicEncoder", "FlatPrior", "NoPriorError"]
@@ -69,39 +71,6 @@ class FlatPrior(dist.ImproperUniform):
         return self.sample(sample_shape)
 
 
-def _likelihood(
-    likelihood: Likelihood | str, data_shape: Sequence[int] | None, decoder: nn.Module
-) -> Likelihood:
-    """A likelihood given as an object or by name (the shape then comes from ``data_shape`` or,
-    failing that, the decoder's ``data_shape`` attribute)."""
-    if isinstance(likelihood, str):
-        if data_shape is None:
-            data_shape = getattr(decoder, "data_shape", None)
-        if data_shape is None:
-            raise ValueError(
-                f"data_shape is needed to build the likelihood {likelihood!r} by name (the "
-                "decoder has no data_shape attribute to read it from)"
-            )
-        likelihood = make_likelihood(likelihood, data_shape)
-    if not isinstance(likelihood, Likelihood):
-        raise TypeError(f"likelihood must be a Likelihood or a name, got {describe(likelihood)}")
-    return likelihood
-
-
-def _features(encoder: nn.Module, features: int | None) -> int:
-    """F, the size of the encoder's output: ``features`` or the encoder's ``out_features``."""
-    if not isinstance(encoder, nn.Module):
-        raise TypeError(f"encoder must be a torch.nn.Module, got {describe(encoder)}")
-    if features is None:
-        features = getattr(encoder, "out_features", None)
-        if features is None:
-            raise ValueError(
-                "features is needed: the encoder has no out_features attribute to read the size "
-                "of its output from"
-            )
-    return check_int("features", features, minimum=1)
-
-
 def _check_x(x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {describe(x)}")
@@ -143,7 +112,7 @@ class Autoencoder(UniquePyroModule):
             raise TypeError(f"decoder must be a torch.nn.Module, got {describe(decoder)}")
         self.decoder = decoder
         self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
-        self.likelihood = _likelihood(likelihood, data_shape, decoder)
+        self.likelihood = resolve_likelihood(likelihood, decoder, data_shape)
         self._checked_data = False
 
     def forward(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
@@ -180,7 +149,7 @@ class AutoencoderGuide(UniquePyroModule):
 
     def __init__(self, encoder: nn.Module, latent_dim: int, *, features: int | None = None) -> None:
         super().__init__()
-        features = _features(encoder, features)
+        features = encoder_features(encoder, features)
         self.encoder = encoder
         self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
         self.head = nn.Linear(features, self.latent_dim)

@@ -21,6 +21,7 @@ from pyro_vi._checks import check_int, describe
 from pyro_vi.models.likelihoods import Likelihood
 from pyro_vi.models.priors import Prior
 from pyro_vi.models.vae import DeepLatentModel
+from pyro_vi.nets import encoder_features
 from pyro_vi.plates import data_plate
 
 
@@ -127,14 +128,7 @@ class ConditionalEncoder(nn.Module):
 
     def __init__(self, encoder: nn.Module, num_classes: int) -> None:
         super().__init__()
-        if not isinstance(encoder, nn.Module):
-            raise TypeError(f"encoder must be a torch.nn.Module, got {describe(encoder)}")
-        features = getattr(encoder, "out_features", None)
-        if not isinstance(features, int) or isinstance(features, bool):
-            raise ValueError(
-                "encoder needs an integer out_features attribute (the size of its output), got "
-                f"{describe(features)}"
-            )
+        features = encoder_features(encoder)
         self.encoder = encoder
         self.num_classes = check_int("num_classes", num_classes, minimum=1)
         self.out_features = features + self.num_classes

@@ -38,8 +38,10 @@ from torch import nn
 
 from pyro_vi._checks import check_float, check_int, describe
 from pyro_vi._module import UniquePyroModule
-from pyro_vi.models.autoencoder import _check_x, _features, _likelihood
+from pyro_vi.models.autoencoder import _check_x
 from pyro_vi.models.likelihoods import Likelihood
+from pyro_vi.models.vae import resolve_likelihood
+from pyro_vi.nets import encoder_features
 from pyro_vi.plates import data_plate
 
 __all__ = [
@@ -238,7 +240,7 @@ class VQVAE(UniquePyroModule):
         self.num_codes = check_int("num_codes", num_codes, minimum=1)
         self.code_dim = check_int("code_dim", code_dim, minimum=1)
         self.num_latents = check_int("num_latents", num_latents, minimum=1)
-        self.likelihood = _likelihood(likelihood, data_shape, decoder)
+        self.likelihood = resolve_likelihood(likelihood, decoder, data_shape)
         bound = 1.0 / self.num_codes
         codebook = torch.empty(self.num_codes, self.code_dim).uniform_(-bound, bound)
         self.codebook = nn.Parameter(codebook)
@@ -307,7 +309,7 @@ class VQGuide(UniquePyroModule):
         super().__init__()
         if not isinstance(model, VQVAE):
             raise TypeError(f"model must be a VQVAE, got {describe(model)}")
-        features = _features(encoder, features)
+        features = encoder_features(encoder, features)
         # Not a submodule: the codebook is the model's parameter (see the class docstring).
         self.__dict__["_model"] = model
         self.encoder = encoder

@@ -129,7 +129,7 @@ def test_generation_and_errors():
         HierarchicalVAE(decoder, (3, 0))
     with pytest.raises(ValueError, match="prior is over 3 dimensions but the model's latent has 2"):
         HierarchicalVAE(decoder, DIMS, prior=HierarchicalVAE(decoder, (2, 3)).prior)
-    with pytest.raises(ValueError, match="encoder needs an integer out_features"):
+    with pytest.raises(ValueError, match="no out_features attribute"):
         HierarchicalGuide(torch.nn.Identity(), DIMS)
     with pytest.raises(ValueError, match="hidden must name at least one layer"):
         HierarchicalGuide(MLPEncoder(SHAPE, [8]), DIMS, hidden=())
