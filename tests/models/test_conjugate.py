@@ -48,7 +48,11 @@ def test_local_evidence_matches_quadrature():
     x = torch.tensor([[1.1]], dtype=F64)
     z = torch.linspace(-16, 16, 20001, dtype=F64)
     with torch.no_grad():
-        density = (dist.Normal(0.4, 1.3).log_prob(z) + dist.Normal(z, 0.7).log_prob(x[0, 0])).exp()
+        # Every parameter a float64 tensor: dist.Normal(0.4, 1.3) from Python floats would hold
+        # float32 parameters, whose rounding (~1e-8 relative) is the size of the tolerance.
+        prior = dist.Normal(torch.tensor(0.4, dtype=F64), torch.tensor(1.3, dtype=F64))
+        noise = torch.tensor(0.7, dtype=F64)
+        density = (prior.log_prob(z) + dist.Normal(z, noise).log_prob(x[0, 0])).exp()
         numeric = torch.trapezoid(density, z).log()
         assert abs(float(model.log_evidence(x)[0]) - float(numeric)) < 1e-8
 
