@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,18 +26,17 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.poutine.util import prune_subsample_sites
 
+from pyro_vi._callables import eval_mode
 from pyro_vi._checks import check_float, check_int, describe
-from pyro_vi.estimators.base import _parameter_groups
 from pyro_vi.estimators.core import (
-    PARTICLE_PLATE,
     LogWeights,
+    check_program,
     compute_log_weights,
-    find_data_plate,
     plate_nesting,
 )
-from pyro_vi.train import _modules_of
+from pyro_vi.estimators.groups import parameter_groups
+from pyro_vi.traces import PARTICLE_PLATE, find_data_plate, run_program
 
 __all__ = [
     "GradientStats",
@@ -75,21 +73,6 @@ def _check_no_num_data(kwargs: dict, function: str) -> None:
             f"{function} got num_data={kwargs['num_data']!r}; it evaluates each datapoint on its "
             "own, without the minibatch scale N/B, so leave num_data out"
         )
-
-
-@contextmanager
-def _eval_mode(model: Callable, guide: Callable) -> Iterator[None]:
-    """Eval mode for the networks behind model and guide (dropout off, batch-norm statistics
-    frozen), restored afterwards: evaluation must not depend on the training-time noise."""
-    modules = _modules_of(model) + _modules_of(guide)
-    modes = [module.training for module in modules]
-    for module in modules:
-        module.eval()
-    try:
-        yield
-    finally:
-        for module, mode in zip(modules, modes, strict=True):
-            module.train(mode)
 
 
 def _batches(args: tuple, batch_size: int | None) -> Iterator[tuple[tuple, int | None]]:
@@ -190,8 +173,8 @@ def log_likelihood(
     _check_no_num_data(kwargs, "log_likelihood")
 
     results = []
-    nesting = None
-    with torch.no_grad(), _eval_mode(model, guide):
+    nesting, structure = None, None
+    with torch.no_grad(), eval_mode(model, guide):
         for batch, rows in _batches(args, batch_size):
             if nesting is None:
                 nesting = plate_nesting(model, guide, batch, kwargs)
@@ -205,42 +188,51 @@ def log_likelihood(
                     num_particles=min(chunk_size, num_samples - start),
                     plate_nesting=nesting,
                     data_plate=data_plate,
+                    structure=structure,
+                    validate=_validate if structure is None else None,
                 )
+                structure = weights.structure
                 _check_per_datapoint(weights, rows if batch_size is not None else None)
-                chunk = torch.logsumexp(weights.log_w, dim=0)
+                # Accumulated in float64: thousands of chunks of float32 logsumexps would
+                # otherwise lose the digits that separate models.
+                chunk = torch.logsumexp(weights.log_w, dim=0).double()
                 total = chunk if total is None else torch.logaddexp(total, chunk)
-            results.append(total - math.log(num_samples))
+            results.append((total - math.log(num_samples)).to(weights.log_w.dtype))
     return torch.cat(results)
+
+
+def _validate(traces: Any, nesting: int) -> None:
+    check_program(
+        traces,
+        nesting,
+        estimator="log_likelihood",
+        requires_reparam=False,
+        analytic_kl=False,
+        detach_latents=False,
+    )
 
 
 def _check_per_datapoint(weights: LogWeights, rows: int | None) -> None:
     """Refuse weights that are not a sum of independent per-datapoint terms."""
-    plate = weights.data_plate
-    if plate is None:
+    columns = weights.columns
+    if not columns.per_datapoint:
         raise ValueError(
-            "the model's observed sites share no plate, so log p(x) does not split into "
-            "per-datapoint terms; observe the datapoints inside a pyro.plate (or name it with "
-            "data_plate=...)"
+            f"log p(x) of this model does not split into per-datapoint terms ({columns.reason}), "
+            "so log_likelihood has no per-datapoint answer; observe the datapoints inside a "
+            "pyro.plate with every latent local to it (or name the plate with data_plate=...); "
+            "for the joint log p(x) use -pyro_vi.estimators.get('iwae', num_particles=S)"
+            ".loss(model, guide, x)"
         )
-    global_sites = sorted(
-        name
-        for trace in (weights.guide_trace, weights.model_trace)
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample"
-        and plate.name not in _plate_names(site)
-        and (_is_latent(site) or site["is_observed"])
-    )
-    if global_sites:
+    plate = columns.plate
+    if not torch.equal(weights.offset, torch.zeros_like(weights.offset)):
         raise ValueError(
-            f"sites {sorted(set(global_sites))} lie outside the data plate {plate.name!r}: with "
-            "a global latent (or an observation shared by all datapoints) p(x) does not split "
-            "into per-datapoint terms, so log_likelihood has no per-datapoint answer; for the "
-            "joint log p(x) use -pyro_vi.estimators.get('iwae', num_particles=S).loss(model, "
-            "guide, x)"
+            f"sites outside the data plate {plate.name!r} add a term shared by all datapoints, "
+            "so log p(x) does not split into per-datapoint terms; log_likelihood scores "
+            "models whose sites all lie in the data plate"
         )
-    if plate.scale != 1.0:
+    if columns.scale != 1.0:
         raise ValueError(
-            f"the data plate {plate.name!r} scales its terms by {plate.scale:g} (a subsampled "
+            f"the data plate {plate.name!r} scales its terms by {columns.scale:g} (a subsampled "
             "plate or num_data): log_likelihood needs every datapoint of the batch scored once, "
             "unscaled"
         )
@@ -353,7 +345,7 @@ def posterior_mean(
         batch_size = check_int("batch_size", batch_size, minimum=1)
     _check_plate_name(data_plate)
     means = []
-    with torch.no_grad(), _eval_mode(model, guide):
+    with torch.no_grad(), eval_mode(model, guide):
         for batch, _ in _batches(args, batch_size):
             means.append(
                 _posterior_mean(model, guide, batch, kwargs, site, num_samples, data_plate)
@@ -397,7 +389,7 @@ def reconstruction_log_likelihood(
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, minimum=1)
     total, count = 0.0, 0
-    with torch.no_grad(), _eval_mode(model, guide):
+    with torch.no_grad(), eval_mode(model, guide):
         for batch, rows in _batches(args, batch_size):
             guide_trace = poutine.trace(guide).get_trace(*batch, **kwargs)
             replayed = poutine.replay(model, trace=guide_trace)
@@ -424,9 +416,9 @@ def _posterior_mean(
     data_plate: str | None,
 ) -> torch.Tensor:
     """E_q[z | x_i] for the batch, the datapoints along the first dimension: ``[B, *unit]``."""
-    guide_trace = prune_subsample_sites(poutine.trace(guide).get_trace(*args, **kwargs))
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-    plate = find_data_plate(prune_subsample_sites(model_trace), data_plate)
+    traces = run_program(model, guide, args, kwargs)
+    guide_trace, model_trace = traces.guide_trace, traces.model_trace
+    plate = find_data_plate(model_trace, data_plate)
     node = _latent_site(guide_trace, model_trace, site)
     if plate is None or plate.name not in _plate_names(node):
         where = "no plate holds the datapoints" if plate is None else f"plate {plate.name!r}"
@@ -683,12 +675,10 @@ class _Welford:
 def _default_groups(
     model: Callable, guide: Callable, args: tuple, kwargs: dict
 ) -> dict[str, list[torch.Tensor]]:
-    nesting = plate_nesting(model, guide, args, kwargs)
     with poutine.block():
-        weights = compute_log_weights(
-            model, guide, args, kwargs, num_particles=1, plate_nesting=nesting
-        )
-    model_params, guide_params = _parameter_groups(weights)
+        weights = compute_log_weights(model, guide, args, kwargs, num_particles=1)
+        surrogate = weights.log_w.sum()
+    model_params, guide_params = parameter_groups(weights, [surrogate])
     groups = {"model": model_params, "guide": guide_params}
     groups = {name: tensors for name, tensors in groups.items() if tensors}
     if not groups:

@@ -165,7 +165,7 @@ def test_modules_are_evaluated_in_eval_mode_and_restored():
 
 def test_global_latent_is_refused():
     model = NormalNormalGlobal(torch.zeros(2, dtype=F64), 1.0, 0.5)
-    with pytest.raises(ValueError, match=r"\['z'\] lie outside the data plate 'data'"):
+    with pytest.raises(ValueError, match=r"guide sites \['z'\] lie outside the data plate"):
         log_likelihood(model.model, model.guide, model.sample(5), num_samples=3)
 
 

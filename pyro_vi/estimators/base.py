@@ -2,26 +2,29 @@
 
 A subclass implements
 
-- ``_bound(log_w) -> Tensor``: its reduction of log-weights ``[K, M]`` over the particle
-  dimension, one bound per column ``[M]`` (differentiable: its gradient is the estimator's
-  gradient for reparameterized latents);
+- ``bound(log_w) -> Tensor``: its reduction of log-weights ``[K, M]`` over the particle
+  dimension, one bound per column ``[M]``; its gradient is the estimator's gradient for
+  reparameterized latents;
 
 and may override
 
-- ``_particles() -> int``: how many particles one pass draws (default ``num_particles``);
-- ``_guide_surrogate(weights) -> Tensor | None``: a surrogate whose gradient replaces the bound's
-  gradient for parameters that only the guide uses (STL, DReG, PIWAE); parameters that the model
-  uses (including any it shares with the guide) keep the gradient of the bound itself. This takes
-  two gradient passes, unless
-- ``_single_pass_surrogate(weights, guide_surrogate) -> Tensor | None`` builds one surrogate
-  with both gradients, which is possible when model and guide share no parameter.
+- ``surrogate(weights) -> Tensor | None``: one surrogate whose gradient is the estimator's
+  gradient for every parameter (STL; DReG when it can), instead of the bound's;
+- ``guide_surrogate(weights) -> Tensor | None``: a surrogate whose gradient replaces the bound's
+  for the parameters that only the guide uses (DReG with several latent sites, PIWAE); the
+  parameters the model uses (including any it shares with the guide) keep the bound's gradient,
+  at the price of two gradient passes;
+- ``score_signal(log_w) -> Tensor``: the learning signal ``[K, M]`` that multiplies the score
+  grad log q(z_k) of latents without ``rsample`` (default: a leave-one-out baseline, VIMCO);
+- ``particles() -> int``: how many particles one computation draws (default ``num_particles``).
 
-Everything else (the vectorized particle pass, per-datapoint decomposition, minibatch scaling,
+Everything else (running the program, the per-datapoint decomposition, minibatch scaling,
 score-function terms, validation, ``loss``/``loss_and_grads``/``differentiable_loss``) is here.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -29,17 +32,32 @@ import torch
 from pyro.infer import ELBO
 
 from pyro_vi._checks import check_int, describe
-from pyro_vi.estimators.core import LogWeights, compute_log_weights, plate_nesting
+from pyro_vi.estimators.core import (
+    LogWeights,
+    Structure,
+    check_program,
+    compute_log_weights,
+    plate_nesting,
+)
+from pyro_vi.estimators.groups import parameter_groups
+from pyro_vi.traces import ProgramTraces
+
+# How many (model, guide) pairs an estimator remembers the structure of.
+_CACHE_SIZE = 8
 
 
 class Estimator(ELBO):
     """Base class; see the module docstring. ``loss`` is *minus* the bound, a float.
 
     Arguments:
-        num_particles: K, the particles of one vectorized pass (>= 1).
+        num_particles: K, the particles of one computation (>= 1).
+        vectorize_particles: Draw the K particles in one run, in a plate left of the program's
+            plates (fast); ``False`` runs the program K times, for programs that cannot be
+            vectorized (shape checks, Python branching on sampled values). One particle never
+            adds a plate: the program runs as written.
         data_plate: Name of the plate holding the datapoints; detected when ``None`` (the
             outermost plate that every observed site lies in).
-        max_plate_nesting: Plate dimensions of model and guide; found by tracing them once when
+        max_plate_nesting: Plate dimensions of model and guide; found by running them once when
             ``None``.
     """
 
@@ -51,101 +69,143 @@ class Estimator(ELBO):
     detach_latents: bool = False
     #: Use closed-form KL(q || p) where registered.
     analytic_kl: bool = False
+    #: Whether a ``pyro.factor`` in the guide is accepted (not by gradients that score the guide's
+    #: density at fixed latents).
+    guide_factors: bool = True
 
     def __init__(
         self,
         num_particles: int = 1,
         *,
+        vectorize_particles: bool = True,
         data_plate: str | None = None,
         max_plate_nesting: int | None = None,
     ) -> None:
         num_particles = check_int("num_particles", num_particles, minimum=1)
+        if not isinstance(vectorize_particles, bool):
+            raise TypeError(
+                f"vectorize_particles must be True or False, got {describe(vectorize_particles)}"
+            )
         if data_plate is not None and not isinstance(data_plate, str):
             raise TypeError(f"data_plate must be a plate name or None, got {describe(data_plate)}")
         if max_plate_nesting is not None:
             max_plate_nesting = check_int("max_plate_nesting", max_plate_nesting, minimum=0)
-        super().__init__(num_particles=num_particles, vectorize_particles=True)
+        super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
         self.data_plate = data_plate
-        self._plate_nesting = max_plate_nesting
-        self._validated = False
+        self.max_plate_nesting = max_plate_nesting
+        self._programs: dict[Any, tuple[int, Structure]] = {}
 
     # -- what subclasses implement ------------------------------------------------------------
 
-    def _bound(self, log_w: torch.Tensor) -> torch.Tensor:
+    def bound(self, log_w: torch.Tensor) -> torch.Tensor:
+        """The bound of each column: ``[K, M] -> [M]``; see the subclass for its math."""
         raise NotImplementedError
 
-    def _particles(self) -> int:
+    def particles(self) -> int:
+        """Particles drawn per computation."""
         return self.num_particles
 
-    def _guide_surrogate(self, weights: LogWeights) -> torch.Tensor | None:
+    def surrogate(self, weights: LogWeights) -> torch.Tensor | None:
+        """A single surrogate with the estimator's whole gradient, or ``None`` for the bound's."""
         return None
+
+    def guide_surrogate(self, weights: LogWeights) -> torch.Tensor | None:
+        """A surrogate for the guide-only parameters' gradient, or ``None`` for the bound's."""
+        return None
+
+    def score_signal(self, log_w: torch.Tensor) -> torch.Tensor:
+        """The learning signal ``[K, M]`` of each particle's score term (detached inputs).
+
+        For a bound R of K particles, particle k's signal is R(log w) - R(log w^(-k)), where
+        log w^(-k) has particle k's log-weight replaced by the mean of the others' (VIMCO's
+        leave-one-out baseline, Mnih & Rezende 2016): the baseline does not depend on z_k, so
+        the score term sum_k grad log q(z_k) (signal_k) stays unbiased, and it removes most of
+        the variance that R(log w) alone would carry. One particle has no others: its signal is
+        R(log w) minus :meth:`single_particle_baseline`.
+        """
+        count = log_w.shape[0]
+        if count == 1:
+            return self.bound(log_w).unsqueeze(0) - self.single_particle_baseline(log_w)
+        others = (log_w.sum(0, keepdim=True) - log_w) / (count - 1)  # [K, M]
+        replaced = log_w.unsqueeze(0).repeat(count, 1, 1)  # [k, j, M]: copy k, particle j
+        index = torch.arange(count, device=log_w.device)
+        replaced[index, index] = others
+        columns = log_w.shape[1]
+        left_out = self.bound(replaced.transpose(0, 1).reshape(count, count * columns))
+        return self.bound(log_w).unsqueeze(0) - left_out.reshape(count, columns)
+
+    def single_particle_baseline(self, log_w: torch.Tensor) -> torch.Tensor | float:
+        """The baseline of a one-particle score term (none by default)."""
+        return 0.0
 
     # -- the shared machinery -----------------------------------------------------------------
 
     def log_weights(
         self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
     ) -> LogWeights:
-        """One vectorized pass: the :class:`~pyro_vi.estimators.core.LogWeights` reduced here."""
-        if self._plate_nesting is None:
-            self._plate_nesting = plate_nesting(model, guide, args, kwargs)
+        """The :class:`~pyro_vi.estimators.core.LogWeights` of one computation.
+
+        The program is validated (Pyro's checks and this package's) on the first call for a
+        (model, guide) pair; what is learned then (plate nesting, dependencies) is reused.
+        """
+        key = _key(model, guide)
+        known = self._programs.get(key) if key is not None else None
+        if known is None:
+            nesting = (
+                self.max_plate_nesting
+                if self.max_plate_nesting is not None
+                else plate_nesting(model, guide, args, kwargs)
+            )
+            structure, validate = None, self._validate
+        else:
+            (nesting, structure), validate = known, None
         weights = compute_log_weights(
             model,
             guide,
             args,
             kwargs,
-            num_particles=self._particles(),
-            plate_nesting=self._plate_nesting,
+            num_particles=self.particles(),
+            plate_nesting=nesting,
             data_plate=self.data_plate,
             detach_latents=self.detach_latents,
             analytic_kl=self.analytic_kl,
-            require_reparam=self.name if self.requires_reparam else None,
-            validate=not self._validated,
+            vectorize=self.vectorize_particles,
+            structure=structure,
+            validate=validate,
         )
-        self._validated = True
+        if known is None and key is not None:
+            if len(self._programs) >= _CACHE_SIZE:
+                self._programs.pop(next(iter(self._programs)))
+            self._programs[key] = (nesting, weights.structure)
         return weights
 
+    def _validate(self, traces: ProgramTraces, nesting: int) -> None:
+        check_program(
+            traces,
+            nesting,
+            estimator=self.name,
+            requires_reparam=self.requires_reparam,
+            analytic_kl=self.analytic_kl,
+            detach_latents=self.detach_latents,
+            guide_factors_allowed=self.guide_factors,
+        )
+
     def _get_trace(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> tuple:
-        """(model trace, guide trace) of one vectorized pass, as Pyro's ELBO API expects."""
+        """(model trace, guide trace) of one computation, as Pyro's ELBO API expects."""
         weights = self.log_weights(model, guide, *args, **kwargs)
         return weights.model_trace, weights.guide_trace
 
-    def _total(self, weights: LogWeights, bounds: torch.Tensor) -> torch.Tensor:
+    def total(self, weights: LogWeights, bounds: torch.Tensor) -> torch.Tensor:
+        """Per-column bounds ``[M]`` -> the bound of the batch: c * sum_m bounds_m + offset."""
         return weights.scale * bounds.sum() + weights.offset
 
     def _score_surrogate(self, weights: LogWeights) -> torch.Tensor:
-        """Zero-valued term whose gradient is the score-function part for non-reparameterized
-        latents: sum_k grad log q(z_k) (log w_k - b_k) / K per column, with the leave-one-out
-        baseline b_k = mean_{j != k} log w_j when K > 1 (Mnih & Rezende 2016 use the same
-        construction), and no baseline for K = 1 (see ScoreFunctionELBO for a running one)."""
-        signal = weights.log_w.detach()
-        count = signal.shape[0]
-        if count > 1:
-            baseline = (signal.sum(0, keepdim=True) - signal) / (count - 1)
-        else:
-            baseline = self._single_particle_baseline(signal)
+        """Zero-valued term whose gradient is the score-function part for latents without
+        ``rsample``: sum_k grad log q(z_k) * signal_k per column (see :meth:`score_signal`)."""
+        signal = self.score_signal(weights.log_w.detach()).detach()
         log_q = weights.score_log_q
-        term = ((log_q - log_q.detach()) * (signal - baseline)).mean(0)
+        term = ((log_q - log_q.detach()) * signal).sum(0)
         return weights.scale * term.sum()
-
-    def _single_particle_baseline(self, signal: torch.Tensor) -> torch.Tensor | float:
-        return 0.0
-
-    def _surrogates(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
-    ) -> tuple[torch.Tensor, torch.Tensor, LogWeights]:
-        """(bound value, surrogate for the model's parameters, weights)."""
-        weights = self.log_weights(model, guide, *args, **kwargs)
-        surrogate = self._total(weights, self._bound(weights.log_w))
-        if weights.has_score_sites:
-            surrogate = surrogate + self._score_surrogate(weights)
-        return surrogate.detach(), surrogate, weights
-
-    def _single_pass_surrogate(
-        self, weights: LogWeights, guide_surrogate: torch.Tensor
-    ) -> torch.Tensor | None:
-        """One surrogate with the whole gradient, when model and guide share no parameter;
-        ``None`` (the default) falls back to two gradient passes, one per parameter group."""
-        return None
 
     def _prepare(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
@@ -153,16 +213,17 @@ class Estimator(ELBO):
         """(bound value, surrogate, groups). With ``groups = None`` the surrogate's gradient is the
         estimator's gradient for every parameter; otherwise ``groups`` is (model parameters,
         guide-only parameters, guide surrogate), and each group takes its own surrogate's."""
-        bound, surrogate, weights = self._surrogates(model, guide, args, kwargs)
-        guide_surrogate = self._guide_surrogate(weights)
+        weights = self.log_weights(model, guide, *args, **kwargs)
+        bound = self.total(weights, self.bound(weights.log_w))
+        single = self.surrogate(weights)
+        surrogate = bound if single is None else bound.detach() + single - single.detach()
+        if weights.has_score_sites:
+            surrogate = surrogate + self._score_surrogate(weights)
+        guide_surrogate = None if single is not None else self.guide_surrogate(weights)
         if guide_surrogate is None:
-            return bound, surrogate, None
-        model_params, guide_params = _parameter_groups(weights)
-        if not _shares_parameters(weights):
-            single = self._single_pass_surrogate(weights, guide_surrogate)
-            if single is not None:
-                return bound, bound + single - single.detach(), None
-        return bound, surrogate, (model_params, guide_params, guide_surrogate)
+            return bound.detach(), surrogate, None
+        model_params, guide_params = parameter_groups(weights, [surrogate, guide_surrogate])
+        return bound.detach(), surrogate, (model_params, guide_params, guide_surrogate)
 
     def differentiable_loss(
         self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
@@ -173,10 +234,7 @@ class Estimator(ELBO):
             return -surrogate
         # Separate gradients for two groups of parameters, assembled into one zero-valued term
         # sum_p <p, g_p> - stop(...), so that backward() delivers g_p to each parameter p.
-        model_params, guide_params, guide_surrogate = groups
-        grads = _grads(surrogate, model_params, retain_graph=True)
-        grads += _grads(guide_surrogate, guide_params, retain_graph=False)
-        params = model_params + guide_params
+        params, grads = _group_gradients(surrogate, groups)
         linear = sum(((p * g).sum() for p, g in zip(params, grads, strict=True)), bound * 0)
         return -(bound + linear - linear.detach())
 
@@ -184,58 +242,51 @@ class Estimator(ELBO):
         """Minus the bound, a float (no gradients are computed)."""
         with torch.no_grad():
             weights = self.log_weights(model, guide, *args, **kwargs)
-            return -float(self._total(weights, self._bound(weights.log_w)))
+            return -float(self.total(weights, self.bound(weights.log_w)))
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
-        """Minus the bound, a float; accumulates the estimator's gradient into ``.grad``."""
+        """Minus the bound, a float; accumulates the estimator's gradient into ``.grad``.
+
+        A program with nothing to train (no parameter reaches the bound) gets no backward pass.
+        """
         bound, surrogate, groups = self._prepare(model, guide, args, kwargs)
         if groups is None:
-            (-surrogate).backward()
+            if surrogate.requires_grad:
+                (-surrogate).backward()
         else:
-            model_params, guide_params, guide_surrogate = groups
-            grads = _grads(surrogate, model_params, retain_graph=True)
-            grads += _grads(guide_surrogate, guide_params, retain_graph=False)
-            for param, grad in zip(model_params + guide_params, grads, strict=True):
+            params, grads = _group_gradients(surrogate, groups)
+            for param, grad in zip(params, grads, strict=True):
                 param.grad = -grad if param.grad is None else param.grad - grad
-        return -float(bound)
+        loss = -float(bound)
+        if loss != loss:
+            warnings.warn(f"the {self.name!r} loss is NaN", stacklevel=2)
+        return loss
 
 
-def _unconstrained(site: dict) -> torch.Tensor:
-    value = site["value"]
-    unconstrained = getattr(value, "unconstrained", None)
-    return unconstrained() if callable(unconstrained) else value
+def _key(model: Callable, guide: Callable) -> Any:
+    """A dictionary key for a (model, guide) pair, or ``None`` when they are not hashable."""
+    key = (model, guide)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
-def _parameter_groups(weights: LogWeights) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """(parameters the model uses, parameters only the guide uses), as leaf tensors."""
-
-    def params(trace: Any) -> dict[int, torch.Tensor]:
-        found = {}
-        for site in trace.nodes.values():
-            if site["type"] == "param":
-                tensor = _unconstrained(site)
-                if tensor.requires_grad:
-                    found[id(tensor)] = tensor
-        return found
-
-    model = params(weights.model_trace)
-    guide = params(weights.guide_trace)
-    return list(model.values()), [t for key, t in guide.items() if key not in model]
-
-
-def _shares_parameters(weights: LogWeights) -> bool:
-    """Whether some parameter appears in both the model's and the guide's trace."""
-
-    def ids(trace: Any) -> set[int]:
-        return {id(_unconstrained(s)) for s in trace.nodes.values() if s["type"] == "param"}
-
-    return bool(ids(weights.model_trace) & ids(weights.guide_trace))
+def _group_gradients(
+    surrogate: torch.Tensor, groups: tuple
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Each group's gradient from its own surrogate: (parameters, gradients)."""
+    model_params, guide_params, guide_surrogate = groups
+    grads = _grads(surrogate, model_params, retain_graph=True)
+    grads += _grads(guide_surrogate, guide_params, retain_graph=False)
+    return model_params + guide_params, grads
 
 
 def _grads(
     output: torch.Tensor, inputs: list[torch.Tensor], retain_graph: bool
 ) -> list[torch.Tensor]:
-    if not inputs:
-        return []
+    if not inputs or not output.requires_grad:
+        return [torch.zeros_like(p) for p in inputs]
     grads = torch.autograd.grad(output, inputs, retain_graph=retain_graph, allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(inputs, grads, strict=True)]

@@ -1,169 +1,350 @@
-"""The log-weight core: one vectorized pass over K particles, decomposed per datapoint.
+"""The log-weight core: K particles of a Pyro program, decomposed per datapoint.
 
 Every estimator of this package is a reduction of the tensor computed here,
 
     log w[k, i] = log p(x_i, z_ik) - log q(z_ik | x_i),   k < K particles, i < B datapoints,
 
 where the sum over sites runs over the sites inside the *data plate* (the plate that holds the
-datapoints), with each site's own scale (e.g. from ``poutine.scale``) but *without* the
-minibatch scale N/B of the data plate, which is applied after the per-datapoint reduction.
+datapoints, :func:`pyro_vi.traces.find_data_plate`), each with its own scale and mask, except the
+*column scale* c: the data plate's subsampling scale N/B (and any scale shared by every site of
+the data plate, such as a ``poutine.scale(N / B)`` written by hand), which is applied after the
+per-datapoint reduction R over particles. A bound is then
 
-Sites outside the data plate make the weight joint over the batch. When the guide has a latent
-site outside the data plate (a global latent), the only valid weight is the joint one,
+    c * sum_i R(log w[:, i]) + offset,
 
-    log w[k] = log p(x, z_k) - log q(z_k | x)  (all sites, the data plate scaled by N/B),
+with ``offset`` the (particle-independent) log-density of sites outside the data plate.
 
-and the core returns it as a single column (M = 1) with scale 1. Otherwise it returns B columns
-with scale N/B, plus the contribution of observed sites outside the data plate, averaged over the
-particles, as an offset.
+The weights are *joint*, one column (M = 1) of the whole batch with every scale inside, when
+they do not split per datapoint:
+
+- the guide has a latent outside the data plate (a global latent);
+- an observed site outside the data plate depends on a latent inside it;
+- the observed sites share no plate.
+
+Steps (one function each): :func:`run_particles` runs guide and model (a vectorized particle
+plate, or a loop); :func:`check_program` validates the pair on an estimator's first call;
+:func:`choose_columns` decides the layout; :class:`Pass` arranges per-site terms into ``[K, M]``;
+:func:`compute_log_weights` assembles the :class:`LogWeights`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyro
 import torch
 from pyro import poutine
-from pyro.distributions.util import scale_and_mask
-from pyro.poutine.util import prune_subsample_sites
-from pyro.util import check_site_shape
 
-PARTICLE_PLATE = "num_particles_vectorized"
+from pyro_vi.traces import (
+    PARTICLE_PLATE,
+    DataPlate,
+    ProgramTraces,
+    find_data_plate,
+    guess_plate_nesting,
+    is_factor,
+    is_latent,
+    is_observed,
+    log_prob_of,
+    plate_names,
+    run_program,
+    scaled_and_masked,
+    sites_depending_on,
+)
+from pyro_vi.traces import guess_plate_nesting as plate_nesting  # the name callers know
+
+__all__ = [
+    "PARTICLE_PLATE",
+    "Columns",
+    "DataPlate",
+    "LogWeights",
+    "Pass",
+    "compute_log_weights",
+    "find_data_plate",
+    "plate_nesting",
+    "scores_fresh_values",
+]
 
 
-def _is_latent(site: dict) -> bool:
-    return site["type"] == "sample" and not site["is_observed"]
-
-
-def plate_nesting(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> int:
-    """How many plate dimensions model and guide use (the particle plate goes left of them).
-
-    Found by running guide and model once; the random number generators are restored afterwards,
-    so that a seeded first step draws what every later seeded step would.
-    """
-    devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices), poutine.block():
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *args, **kwargs
-        )
-    dims = [
-        -frame.dim
-        for trace in (prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace))
-        for site in trace.nodes.values()
-        if site["type"] == "sample"
-        for frame in site["cond_indep_stack"]
-        if frame.vectorized
-    ]
-    return max(dims, default=0)
+# -- layout -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class DataPlate:
-    """The plate holding the datapoints: its name, dim, minibatch size B and scale N/B."""
+class Columns:
+    """How the log-weights of a program are laid out.
 
-    name: str
-    dim: int
-    size: int
+    Attributes:
+        plate: The data plate (``None`` when the observed sites share no plate).
+        per_datapoint: One column per datapoint of the data plate (else one joint column).
+        scale: The column scale c, applied after the reduction (1 for the joint column).
+        reason: Why the weights are joint, for messages; ``""`` when per datapoint.
+    """
+
+    plate: DataPlate | None
+    per_datapoint: bool
     scale: float
+    reason: str = ""
 
 
-def find_data_plate(model_trace: poutine.Trace, name: str | None) -> DataPlate | None:
-    """The plate named ``name``, or else the outermost vectorized plate shared by every observed
-    site; ``None`` when the observed sites share no plate (the whole batch is one datapoint)."""
-    observed = [
-        site
-        for site in model_trace.nodes.values()
-        if site["type"] == "sample" and site["is_observed"]
-    ]
-    frames: dict[str, Any] = {}
-    common: set[str] | None = None
-    for site in observed:
-        names = set()
-        for frame in site["cond_indep_stack"]:
-            if frame.vectorized and frame.name != PARTICLE_PLATE:
-                frames[frame.name] = frame
-                names.add(frame.name)
-        common = names if common is None else common & names
-    if name is not None:
-        if name not in frames:
+def choose_columns(
+    traces: ProgramTraces,
+    data_plate: str | None,
+    dependent_sites: set[str] | None,
+) -> Columns:
+    """Per-datapoint columns when the weights split over the data plate, else one joint column.
+
+    Arguments:
+        traces: One run of the program.
+        data_plate: The data plate's name, or ``None`` to detect it.
+        dependent_sites: Names of observed sites outside the data plate whose density depends on
+            a latent inside it (``None``: unknown, assume all do).
+    """
+    plate = find_data_plate(traces.model_trace, data_plate)
+    if plate is None:
+        return Columns(None, False, 1.0, "the observed sites share no plate")
+    guide_outside = sorted(
+        name
+        for name, site in traces.guide_trace.nodes.items()
+        if site["type"] == "sample" and plate.name not in plate_names(site)
+    )
+    if guide_outside:
+        return Columns(plate, False, 1.0, f"guide sites {guide_outside} lie outside the data plate")
+    outside = _observed_outside(traces.model_trace, plate)
+    dependent = outside if dependent_sites is None else outside & dependent_sites
+    if dependent:
+        return Columns(
+            plate,
+            False,
+            1.0,
+            f"observed sites {sorted(dependent)} outside the data plate depend on its latents",
+        )
+    return Columns(plate, True, _column_scale(traces, plate))
+
+
+def _observed_outside(trace: poutine.Trace, plate: DataPlate) -> set[str]:
+    return {
+        name
+        for name, site in trace.nodes.items()
+        if is_observed(site) and plate.name not in plate_names(site)
+    }
+
+
+def _column_scale(traces: ProgramTraces, plate: DataPlate) -> float:
+    """The scale every site of the data plate shares, when it is one number; else the plate's
+    subsampling scale N/B. Pulled out of the log-weights, it multiplies each datapoint's bound:
+    a minibatch scaled by hand (``poutine.scale(scale=N / B)`` around the data plate) is then
+    the same as a subsampled plate."""
+    scales = set()
+    for trace in (traces.model_trace, traces.guide_trace):
+        for site in trace.nodes.values():
+            if site["type"] == "sample" and plate.name in plate_names(site):
+                scale = site["scale"]
+                if isinstance(scale, torch.Tensor):
+                    if scale.numel() != 1:
+                        return plate.scale
+                    scale = float(scale)
+                scales.add(float(scale))
+    if len(scales) == 1:
+        (scale,) = scales
+        if scale > 0:
+            return scale
+    return plate.scale
+
+
+# -- one run, arranged ------------------------------------------------------------------------
+
+
+@dataclass
+class Pass:
+    """One run of guide and model (``num_particles`` vectorized particles, or one particle).
+
+    Attributes:
+        traces: The run's traces.
+        columns: The layout shared by every pass of a computation.
+        plate_nesting: Plate dimensions of the program (the particle plate excluded).
+    """
+
+    traces: ProgramTraces
+    columns: Columns
+    plate_nesting: int
+
+    @property
+    def num_particles(self) -> int:
+        return self.traces.num_particles
+
+    @property
+    def model_trace(self) -> poutine.Trace:
+        return self.traces.model_trace
+
+    @property
+    def guide_trace(self) -> poutine.Trace:
+        return self.traces.guide_trace
+
+    def reduce_site(self, site: dict, term: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """A per-site term (scaled and masked like the site) summed to ``[K, B]`` when the site
+        lies in the data plate and the columns are per datapoint (the column scale divided
+        out), else to ``[K]``. Returns (tensor, whether it is per datapoint)."""
+        full = self.plate_nesting + (1 if self.traces.particle_dim is not None else 0)
+        if term.dim() > full:
             raise ValueError(
-                f"data_plate={name!r} is not a plate of the model's observed sites; their plates "
-                f"are {sorted(frames)}"
+                f"site {site['name']!r} has batch shape {tuple(term.shape)} with dimensions left "
+                f"of its plates; declare every batch dimension with a pyro.plate or move it into "
+                f"the event with .to_event()"
             )
-        frame = frames[name]
-    elif not common:
-        return None
-    else:
-        frame = min((frames[n] for n in common), key=lambda f: f.dim)  # the outermost
-    scale = 1.0 if frame.full_size is None else frame.full_size / frame.size
-    return DataPlate(frame.name, frame.dim, int(frame.size), float(scale))
+        term = term.reshape((1,) * (full - term.dim()) + tuple(term.shape))
+        if self.traces.particle_dim is None:
+            term = term.unsqueeze(0)  # a particle dim of size 1
+            full += 1
+        columns = self.columns
+        local = columns.per_datapoint and columns.plate.name in plate_names(site)
+        keep = [0]
+        if local:
+            term = term / columns.scale
+            keep.append(full + columns.plate.dim)
+        summed = [d for d in range(full) if d not in keep]
+        if summed:
+            term = term.sum(summed)
+        if local:
+            return term.expand(self.num_particles, columns.plate.size), True
+        return term.expand(self.num_particles), False
+
+    def arrange(self, terms: Sequence[tuple[dict, torch.Tensor]]) -> tuple[torch.Tensor, Any]:
+        """Per-site terms (sign included) arranged like ``log_w``: ``([K, M], offset)``.
+
+        The offset collects terms outside the data plate when the columns are per datapoint
+        (they do not depend on the particles' latents; their mean over particles is taken).
+        """
+        zero = self.zero
+        local, outside = None, None
+        for site, term in terms:
+            value, is_local = self.reduce_site(site, term)
+            if is_local:
+                local = value if local is None else local + value
+            else:
+                outside = value if outside is None else outside + value
+        count = self.num_particles
+        if not self.columns.per_datapoint:
+            joint = zero.expand(count) if outside is None else outside
+            if local is not None:  # not reached: joint columns have no local terms
+                joint = joint + local.sum(-1)
+            return joint.unsqueeze(-1), zero
+        if local is None:
+            local = zero.expand(count, self.columns.plate.size)
+        offset = outside.mean(0) if outside is not None else zero
+        return local, offset
+
+    @property
+    def zero(self) -> torch.Tensor:
+        """A zero of the program's float dtype and device."""
+        for trace in (self.model_trace, self.guide_trace):
+            for site in trace.nodes.values():
+                if site["type"] == "sample" and "log_prob" in site:
+                    return site["log_prob"].new_zeros(())
+        return torch.zeros(())
+
+    def latent_sites(self) -> list[dict]:
+        """The guide's latent sites (auxiliary ones included), in the order drawn."""
+        return [site for site in self.guide_trace.nodes.values() if is_latent(site)]
+
+    def broadcast_to_site(self, site: dict, table: torch.Tensor) -> torch.Tensor:
+        """A ``[K, M]`` table of this pass reshaped to broadcast against ``site["value"]``: the
+        particle entry on the particle dim, the datapoint entry on the data plate's dim."""
+        value = site["value"]
+        batch_dims = value.dim() - site["fn"].event_dim
+        shape = [1] * value.dim()
+        count, columns = table.shape
+        particle_dim = self.traces.particle_dim
+        if particle_dim is None:
+            table = table[0]
+        else:
+            shape[batch_dims + particle_dim] = count
+        if columns > 1:
+            shape[batch_dims + self.columns.plate.dim] = columns
+        return table.reshape(shape)
+
+
+# -- the weights ------------------------------------------------------------------------------
 
 
 @dataclass
 class LogWeights:
-    """The per-particle log-weights of one vectorized pass, arranged for reduction.
+    """The per-particle log-weights of a program, arranged for reduction.
 
     A bound is ``scale * sum_m R(log_w[:, m]) + offset`` for the estimator's reduction R over the
     particle dimension.
 
     Attributes:
-        log_w: ``[K, M]``: M = B datapoints (latents local to the data plate) or M = 1 (the joint
-            weight, when there are global latents).
-        scale: N/B for per-datapoint columns, 1 for the joint column.
-        offset: Scalar: sites outside the data plate in per-datapoint mode (mean over particles).
-        score_log_q: ``[K, M]``: log q of the latents that need score-function gradients
-            (their values carry no gradient), arranged like ``log_w``; zeros when there are none.
-        has_score_sites: Whether any such latent exists.
-        model_trace, guide_trace: The vectorized traces.
-        data_plate: The data plate, or ``None``.
+        log_w: ``[K, M]``: M = B datapoints, or M = 1 (joint weights).
+        scale: The column scale c (N/B for a subsampled data plate; 1 for joint weights).
+        offset: Scalar: sites outside the data plate, when the columns are per datapoint.
+        score_log_q: ``[K, M]``: log q of the guide sites that need score-function gradients
+            (no ``rsample``, or every site for a score-function estimator), arranged like
+            ``log_w``; zeros when there are none.
+        score_sites: Names of those sites.
+        passes: The runs behind the weights (one vectorized pass, or one per particle).
+        columns: The layout.
+        plate_nesting: Plate dimensions of the program.
     """
 
     log_w: torch.Tensor
     scale: float
     offset: torch.Tensor
     score_log_q: torch.Tensor
-    has_score_sites: bool
-    model_trace: poutine.Trace
-    guide_trace: poutine.Trace
-    data_plate: DataPlate | None
-    num_particles: int
+    score_sites: tuple[str, ...]
+    passes: list[Pass]
+    columns: Columns
     plate_nesting: int
-    _arrange: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = field(
-        repr=False, default=None
-    )
+    structure: Structure | None = None
+    _guide_call: tuple = field(default=(), repr=False)
+    _stl: torch.Tensor | None = field(default=None, repr=False)
 
-    def arrange(self, per_site: list[tuple[dict, torch.Tensor]]) -> tuple[torch.Tensor, Any]:
-        """Arrange per-site log-densities (sign included) like ``log_w``: ([K, M], offset)."""
-        return self._arrange(per_site)
+    @property
+    def has_score_sites(self) -> bool:
+        return bool(self.score_sites)
+
+    @property
+    def num_particles(self) -> int:
+        return self.log_w.shape[0]
+
+    @property
+    def data_plate(self) -> DataPlate | None:
+        return self.columns.plate if self.columns.per_datapoint else None
+
+    @property
+    def model_trace(self) -> poutine.Trace:
+        """The model trace of the first pass (the only one when particles are vectorized)."""
+        return self.passes[0].model_trace
+
+    @property
+    def guide_trace(self) -> poutine.Trace:
+        return self.passes[0].guide_trace
+
+    def traces(self) -> list[tuple[poutine.Trace, poutine.Trace]]:
+        """(model trace, guide trace) of every pass."""
+        return [(p.model_trace, p.guide_trace) for p in self.passes]
 
     def stl_log_w(self) -> torch.Tensor:
-        """``log_w`` with the same value but gradients through the sampled latents only.
+        """``log_w`` with the same value, whose gradient reaches the guide's parameters only
+        through the sampled latents ("sticking the landing", Roeder et al. 2017).
 
-        Each guide site's log q(z) is replaced by log q(z) + log q'(z) - log q(stop(z)), where q' is
-        evaluated at stop(z): the explicit dependence of log q on the guide's parameters (the
-        score term, whose expectation is zero) drops out of the gradient, and the path through
-        z remains (Roeder et al. 2017).
+        Adds ``log q_phi(stop z) - stop(log q_phi(stop z))`` for the guide's log-density with
+        *every* latent held fixed: its gradient is the explicit (score) part of d log q / d phi,
+        which cancels the score part of ``-log q`` in ``log_w`` and leaves the path derivative
+        through every sample, also through a latent that another latent's distribution depends
+        on (q(z2 | z1): z1's path into q(z2 | .) is kept). With one latent site the guide's own
+        distribution object serves; with several the guide is replayed with detached values.
         """
-        terms = []
-        for site in self.guide_trace.nodes.values():
-            if _is_latent(site):
-                if not scores_fresh_values(site["fn"]):
-                    raise ValueError(
-                        f"the guide's distribution at site {site['name']!r} can only score its own "
-                        "samples (a flow without a closed-form inverse, such as planar, radial or "
-                        "sylvester), but the STL/DReG gradients evaluate log q at a detached "
-                        "sample; use 'elbo', 'iwae' or another estimator, or a family with an "
-                        "inverse"
-                    )
-                log_q = site["fn"].log_prob(site["value"].detach())
-                log_q = _scale_and_mask(log_q, site)
-                terms.append((site, log_q - log_q.detach()))
-        correction, _ = self.arrange(terms)
-        return self.log_w + correction
+        if self._stl is None:
+            guide, args, kwargs = self._guide_call
+            rows = []
+            for run in self.passes:
+                log_q = _log_q_at_fixed_latents(run, guide, args, kwargs)
+                correction, _ = run.arrange([(site, term - term.detach()) for site, term in log_q])
+                rows.append(correction)
+            correction = torch.cat(rows) if len(rows) > 1 else rows[0]
+            self._stl = self.log_w + correction
+        return self._stl
 
 
 def scores_fresh_values(fn: Any) -> bool:
@@ -179,9 +360,284 @@ def scores_fresh_values(fn: Any) -> bool:
     return True
 
 
-def _scale_and_mask(log_prob: torch.Tensor, site: dict) -> torch.Tensor:
-    """Apply the site's scale and mask, as Pyro does for its own ``log_prob``."""
-    return scale_and_mask(log_prob, site["scale"], site["mask"])
+def _log_q_at_fixed_latents(
+    run: Pass, guide: Callable, args: tuple, kwargs: dict
+) -> list[tuple[dict, torch.Tensor]]:
+    """[(site, log q of the site at the detached sample)] for the guide's latent sites, with the
+    distributions built from detached upstream latents (a replay of the guide when there are
+    several latent sites, since one may depend on another)."""
+    latents = run.latent_sites()
+    for site in latents:
+        if not scores_fresh_values(site["fn"]):
+            raise ValueError(
+                f"the guide's distribution at site {site['name']!r} can only score its own "
+                "samples (a flow without a closed-form inverse, such as planar, radial or "
+                "sylvester), but the STL/DReG gradients evaluate log q at a detached sample; "
+                "use 'elbo', 'iwae' or another estimator, or a family with an inverse"
+            )
+    if len(latents) <= 1:
+        return [
+            (site, scaled_and_masked(site["fn"].log_prob(site["value"].detach()), site))
+            for site in latents
+        ]
+    fixed = poutine.Trace()
+    for name, site in run.traces.raw_guide_trace.nodes.items():
+        if site["type"] == "sample":
+            value = site["value"]
+            fixed.add_node(
+                name, **{**site, "value": value.detach() if torch.is_tensor(value) else value}
+            )
+    particle_dim = run.traces.particle_dim
+
+    def replayed(*a: Any, **k: Any) -> Any:
+        if particle_dim is None:
+            return guide(*a, **k)
+        import pyro
+
+        with pyro.plate(PARTICLE_PLATE, run.num_particles, dim=particle_dim):
+            return guide(*a, **k)
+
+    with poutine.block():
+        trace = poutine.trace(poutine.replay(replayed, trace=fixed)).get_trace(*args, **kwargs)
+    return [(site, log_prob_of(trace.nodes[site["name"]])) for site in latents]
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+def check_program(
+    traces: ProgramTraces,
+    plate_nesting: int,
+    *,
+    estimator: str,
+    requires_reparam: bool,
+    analytic_kl: bool,
+    detach_latents: bool,
+    guide_factors_allowed: bool = True,
+) -> None:
+    """Validate a model/guide pair the way Pyro does, and refuse what the estimator cannot do.
+
+    Pyro's ``check_model_guide_match`` runs first (its warnings and errors: shapes and event
+    dims that disagree, plates in the guide but not in the model, guide factors without
+    ``has_rsample``), then this package's own checks, each a ``ValueError`` naming the site.
+    """
+    from pyro.util import check_model_guide_match, check_site_shape
+
+    model_trace, guide_trace = traces.model_trace, traces.guide_trace
+    for trace in (model_trace, guide_trace):
+        for name, site in trace.nodes.items():
+            enumerate_ = site["type"] == "sample" and site["infer"].get("enumerate")
+            if enumerate_:
+                raise NotImplementedError(
+                    f"site {name!r} is marked infer={{'enumerate': {enumerate_!r}}}: the "
+                    f"{estimator!r} estimator does not sum out enumerated sites and would only "
+                    "sample them; remove the mark to sample the site (score-function gradients), "
+                    "or use Pyro's TraceEnum_ELBO"
+                )
+    nesting = plate_nesting + (1 if traces.particle_dim is not None else 0)
+    check_model_guide_match(traces.raw_model_trace, traces.raw_guide_trace, nesting)
+    _check_sites_match(model_trace, guide_trace)
+    _check_values(model_trace, guide_trace)
+    for name, site in guide_trace.nodes.items():
+        if is_observed(site) and not is_factor(site):
+            raise ValueError(
+                f"the guide observes site {name!r}; a guide samples latents only (a log-density "
+                "term of the guide is written pyro.factor(name, value, has_rsample=...))"
+            )
+        if is_factor(site) and not guide_factors_allowed:
+            raise ValueError(
+                f"the guide has the factor {name!r}; the {estimator!r} estimator's gradient "
+                "scores the guide's density at fixed latents, which a factor's value does not "
+                "describe; use 'elbo', 'iwae' or another estimator without a guide-side "
+                "gradient correction"
+            )
+        if (
+            requires_reparam
+            and not detach_latents
+            and is_latent(site)
+            and not site["fn"].has_rsample
+        ):
+            raise ValueError(
+                f"the {estimator!r} estimator needs reparameterized latents, but the guide's "
+                f"site {name!r} has a {type(site['fn']).__name__} distribution without rsample; "
+                "use 'elbo' or 'score' (score-function gradients) for such sites"
+            )
+    for trace in (guide_trace, model_trace):
+        for site in trace.nodes.values():
+            if site["type"] == "sample":
+                log_prob_of(site)
+                check_site_shape(site, nesting)
+    if analytic_kl:
+        unordered = _unordered_sites(model_trace, guide_trace)
+        if unordered:
+            warnings.warn(
+                f"the guide draws {unordered} after latents that the model draws after them "
+                "(model and guide visit sites in different orders), so the closed-form KL of "
+                "those sites would be taken against the wrong conditionals; they use the Monte "
+                "Carlo term log p - log q instead. Draw sites in the model's order to use the "
+                "closed form.",
+                stacklevel=4,
+            )
+
+
+def _check_sites_match(model_trace: poutine.Trace, guide_trace: poutine.Trace) -> None:
+    model_latents = {name for name, site in model_trace.nodes.items() if is_latent(site)}
+    guide_latents = {name for name, site in guide_trace.nodes.items() if is_latent(site)}
+    auxiliary = {
+        name
+        for name, site in guide_trace.nodes.items()
+        if is_latent(site) and site["infer"].get("is_auxiliary")
+    }
+    model_observed = {name for name, site in model_trace.nodes.items() if is_observed(site)}
+    for name in sorted(model_latents - guide_latents):
+        raise ValueError(
+            f"the model samples latent site {name!r} but the guide does not; every latent of the "
+            f"model needs a guide site of the same name (the guide has {sorted(guide_latents)})"
+        )
+    for name in sorted(guide_latents & model_observed):
+        raise ValueError(
+            f"the guide samples site {name!r}, which the model observes; a guide samples "
+            "latents only"
+        )
+    for name in sorted(guide_latents - model_latents - auxiliary):
+        raise ValueError(
+            f"the guide samples site {name!r} but the model has no site of that name (the "
+            f"model's latent sites are {sorted(model_latents)}); a guide-only variable must be "
+            "marked infer={'is_auxiliary': True}"
+        )
+
+
+def _check_values(model_trace: poutine.Trace, guide_trace: poutine.Trace) -> None:
+    """The guide's value at each latent has the shape the model's distribution expects."""
+    for name, site in model_trace.nodes.items():
+        if not is_latent(site) or name not in guide_trace.nodes:
+            continue
+        value = site["value"]
+        if not isinstance(value, torch.Tensor):
+            continue
+        fn = site["fn"]
+        expected = tuple(fn.batch_shape) + tuple(fn.event_shape)
+        event = tuple(fn.event_shape)
+        shape = tuple(value.shape)
+        event_ok = shape[len(shape) - len(event) :] == event if event else True
+        if (
+            not event_ok
+            or len(shape) > len(expected)
+            or shape != expected[len(expected) - len(shape) :]
+        ):
+            raise ValueError(
+                f"the guide's value at site {name!r} has shape {shape}, but the model's "
+                f"distribution there has batch shape {tuple(fn.batch_shape)} and event shape "
+                f"{event}: log p would be broadcast over a value of the wrong shape"
+            )
+
+
+def _unordered_sites(model_trace: poutine.Trace, guide_trace: poutine.Trace) -> list[str]:
+    """Latents whose closed-form KL would be wrong: the model draws another latent before them
+    that the guide draws after them."""
+    guide_order = [name for name, site in guide_trace.nodes.items() if is_latent(site)]
+    model_order = [name for name, site in model_trace.nodes.items() if is_latent(site)]
+    position = {name: i for i, name in enumerate(guide_order)}
+    bad = []
+    for i, name in enumerate(model_order):
+        before = set(model_order[:i])
+        if any(position.get(other, -1) > position.get(name, -1) for other in before):
+            bad.append(name)
+    return bad
+
+
+# -- assembling -------------------------------------------------------------------------------
+
+
+@dataclass
+class Structure:
+    """What an estimator learns about a program on its first call and reuses after.
+
+    Attributes:
+        dependent_sites: Observed sites outside the data plate that depend on its latents
+            (``None``: unknown, treated as all).
+        unordered: Latents whose closed-form KL is not used (see :func:`check_program`).
+    """
+
+    dependent_sites: set[str] | None = None
+    unordered: frozenset[str] = frozenset()
+
+
+def learn_structure(
+    model: Callable,
+    traces: ProgramTraces,
+    args: tuple,
+    kwargs: dict,
+    data_plate: str | None,
+) -> Structure:
+    """Find, once, the facts about a program that are costly to find on every step."""
+    structure = Structure(
+        unordered=frozenset(_unordered_sites(traces.model_trace, traces.guide_trace))
+    )
+    plate = find_data_plate(traces.model_trace, data_plate)
+    if plate is None:
+        return structure
+    outside = _observed_outside(traces.model_trace, plate)
+    if not outside:
+        structure.dependent_sites = set()
+        return structure
+    local = {
+        name
+        for name, site in traces.guide_trace.nodes.items()
+        if is_latent(site) and plate.name in plate_names(site)
+    }
+    structure.dependent_sites = sites_depending_on(
+        model, traces.raw_guide_trace, args, kwargs, local, outside
+    )
+    return structure
+
+
+def run_particles(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    *,
+    num_particles: int,
+    plate_nesting: int,
+    vectorize: bool = True,
+    detach_latents: bool = False,
+) -> list[ProgramTraces]:
+    """The runs behind K particles: one vectorized run, or K runs of one particle."""
+    if vectorize or num_particles == 1:
+        try:
+            return [
+                run_program(
+                    model,
+                    guide,
+                    args,
+                    kwargs,
+                    num_particles=num_particles,
+                    plate_nesting=plate_nesting,
+                    detach_samples=detach_latents,
+                )
+            ]
+        except (RuntimeError, ValueError, IndexError, AssertionError) as error:
+            if num_particles == 1:
+                raise
+            raise type(error)(
+                f"{error}\n(pyro_vi ran the program with {num_particles} particles vectorized "
+                f"in a plate at dim={-plate_nesting - 1}, left of its plates; a program that "
+                "cannot be vectorized over particles, e.g. one that checks shapes or branches on "
+                "sampled values, needs vectorize_particles=False)"
+            ) from error
+    return [
+        run_program(
+            model,
+            guide,
+            args,
+            kwargs,
+            num_particles=1,
+            plate_nesting=plate_nesting,
+            detach_samples=detach_latents,
+        )
+        for _ in range(num_particles)
+    ]
 
 
 def compute_log_weights(
@@ -191,164 +647,111 @@ def compute_log_weights(
     kwargs: dict,
     *,
     num_particles: int,
-    plate_nesting: int,
+    plate_nesting: int | None = None,
     data_plate: str | None = None,
     detach_latents: bool = False,
     analytic_kl: bool = False,
-    require_reparam: str | None = None,
-    validate: bool = True,
+    vectorize: bool = True,
+    structure: Structure | None = None,
+    validate: Callable[[ProgramTraces, int], None] | None = None,
 ) -> LogWeights:
-    """Run guide and model once over ``num_particles`` vectorized particles; return log-weights.
+    """Run guide and model over ``num_particles`` particles and return their log-weights.
 
     Arguments:
         model, guide: Pyro callables taking ``*args, **kwargs``.
         num_particles: K.
-        plate_nesting: Plate dimensions that model and guide use; particles go at
-            ``dim = -plate_nesting - 1``.
+        plate_nesting: Plate dimensions of the program (found by a run when ``None``).
         data_plate: Name of the data plate, or ``None`` to detect it.
         detach_latents: Treat every latent as non-reparameterized (score-function gradients).
-        analytic_kl: Replace log p(z) - log q(z) of a latent by -KL(q || p) where registered.
-        require_reparam: When set (the estimator's name), raise ``ValueError`` naming any latent
-            whose guide distribution has no ``rsample``.
-        validate: Check that model and guide sites match and that every batch dimension is a
-            plate's. Estimators do it on their first call only: the structure of a model rarely
-            changes between steps, and the checks cost Python time on every step.
+        analytic_kl: Replace log p(z) - log q(z) of a latent by -KL(q || p) where torch has
+            the closed form, except for latents in ``structure.unordered``.
+        vectorize: One run with a particle plate (else K runs of one particle).
+        structure: Facts learned on a first call (:func:`learn_structure`); learned here when
+            ``None``.
+        validate: Called with the first run's traces and the plate nesting (an estimator's
+            :func:`check_program` on its first call).
 
     Returns:
         The :class:`LogWeights`.
     """
-    particle_dim = -plate_nesting - 1
-
-    def vectorized(fn: Callable) -> Callable:
-        def wrapped(*a: Any, **k: Any) -> Any:
-            with pyro.plate(PARTICLE_PLATE, num_particles, dim=particle_dim):
-                return fn(*a, **k)
-
-        return wrapped
-
-    guide_trace = poutine.trace(vectorized(guide)).get_trace(*args, **kwargs)
-    guide_trace = prune_subsample_sites(guide_trace)
-    if validate:
-        _check_guide_sites(guide_trace, require_reparam, detach_latents)
-    if detach_latents:
-        for site in guide_trace.nodes.values():
-            if _is_latent(site):
-                site["value"] = site["value"].detach()
-    model_trace = poutine.trace(poutine.replay(vectorized(model), trace=guide_trace)).get_trace(
-        *args, **kwargs
-    )
-    model_trace = prune_subsample_sites(model_trace)
-    # Scaled and masked log-densities of every site, stored where Pyro keeps them. Computed here
-    # rather than by Trace.compute_log_prob, whose NaN checks force a device sync per site.
-    for trace in (guide_trace, model_trace):
-        for site in trace.nodes.values():
-            if site["type"] == "sample" and "log_prob" not in site:
-                log_prob = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
-                site["unscaled_log_prob"] = log_prob
-                site["log_prob"] = _scale_and_mask(log_prob, site)
-    if validate:
-        _check_sites_match(model_trace, guide_trace)
-    if validate and pyro.infer.util.is_validation_enabled():
-        # Pyro's own check: every batch dimension of a site must belong to a plate.
-        for trace in (guide_trace, model_trace):
-            for site in trace.nodes.values():
-                if site["type"] == "sample":
-                    check_site_shape(site, plate_nesting + 1)
-    plate = find_data_plate(model_trace, data_plate)
-
-    global_latent = plate is None or any(
-        _is_latent(site) and plate.name not in {f.name for f in site["cond_indep_stack"]}
-        for site in guide_trace.nodes.values()
-    )
-
-    def reduce_site(site: dict, log_prob: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """[K, B] for a site in the data plate (unscaled by N/B), else [K]; ``log_prob`` comes
-        scaled and masked like the site."""
-        full = plate_nesting + 1
-        if log_prob.dim() > full:
-            raise ValueError(
-                f"site {site['name']!r} has batch shape {tuple(log_prob.shape)} with dimensions "
-                f"left of its plates; declare every batch dimension with a pyro.plate or move it "
-                f"into the event with .to_event()"
-            )
-        log_prob = log_prob.reshape((1,) * (full - log_prob.dim()) + tuple(log_prob.shape))
-        in_plate = plate is not None and plate.name in {f.name for f in site["cond_indep_stack"]}
-        keep = [0]
-        if in_plate:
-            log_prob = log_prob / plate.scale
-            keep.append(full + plate.dim)
-        summed = [d for d in range(full) if d not in keep]
-        if summed:
-            log_prob = log_prob.sum(summed)
-        if in_plate:
-            return log_prob.expand(num_particles, plate.size), True
-        return log_prob.expand(num_particles), False
-
-    zero = _a_zero(model_trace)
-
-    def arrange(per_site: list[tuple[dict, torch.Tensor]]) -> tuple[torch.Tensor, Any]:
-        local, glob = None, None
-        for site, log_prob in per_site:
-            value, is_local = reduce_site(site, log_prob)
-            if is_local:
-                local = value if local is None else local + value
-            else:
-                glob = value if glob is None else glob + value
-        if global_latent:
-            joint = zero.expand(num_particles)
-            if local is not None:
-                joint = joint + local.sum(-1) * (plate.scale if plate else 1.0)
-            if glob is not None:
-                joint = joint + glob
-            return joint.unsqueeze(-1), zero
-        if local is None:
-            local = zero.expand(num_particles, plate.size)
-        offset = glob.mean(0) if glob is not None else zero
-        return local, offset
-
-    terms, score_terms = [], []
-    for name, site in model_trace.nodes.items():
-        if site["type"] != "sample":
-            continue
-        if _is_latent(site):
-            guide_site = guide_trace.nodes[name]
-            if analytic_kl:
-                kl = _analytic_kl(guide_site, site)
-                if kl is not None:
-                    terms.append((site, -_scale_and_mask(kl, site)))
-                    continue
-            terms.append((guide_site, -guide_site["log_prob"]))
-        terms.append((site, site["log_prob"]))
-    for site in guide_trace.nodes.values():
-        if _is_latent(site) and (detach_latents or not site["fn"].has_rsample):
-            score_terms.append((site, site["log_prob"]))
-    log_w, offset = arrange(terms)
-    if score_terms:
-        score_log_q, _ = arrange(score_terms)
-    else:
-        score_log_q = torch.zeros_like(log_w)
-    return LogWeights(
-        log_w=log_w,
-        scale=1.0 if global_latent else plate.scale,
-        offset=offset,
-        score_log_q=score_log_q,
-        has_score_sites=bool(score_terms),
-        model_trace=model_trace,
-        guide_trace=guide_trace,
-        data_plate=plate,
+    if plate_nesting is None:
+        plate_nesting = guess_plate_nesting(model, guide, args, kwargs)
+    runs = run_particles(
+        model,
+        guide,
+        args,
+        kwargs,
         num_particles=num_particles,
         plate_nesting=plate_nesting,
-        _arrange=arrange,
+        vectorize=vectorize,
+        detach_latents=detach_latents,
+    )
+    if validate is not None:
+        validate(runs[0], plate_nesting)
+    if structure is None:
+        structure = learn_structure(model, runs[0], args, kwargs, data_plate)
+    columns = choose_columns(runs[0], data_plate, structure.dependent_sites)
+    passes = [Pass(run, columns, plate_nesting) for run in runs]
+    rows, score_rows, offsets = [], [], []
+    score_sites: tuple[str, ...] = ()
+    for run in passes:
+        terms = _log_weight_terms(run, analytic_kl, structure.unordered)
+        log_w, offset = run.arrange(terms)
+        rows.append(log_w)
+        offsets.append(offset)
+        score_terms = [
+            (site, log_prob_of(site))
+            for site in run.guide_trace.nodes.values()
+            if site["type"] == "sample"
+            and (is_latent(site) or is_factor(site))
+            and (detach_latents or not site["fn"].has_rsample)
+        ]
+        score_sites = tuple(site["name"] for site, _ in score_terms)
+        if score_terms:
+            score_rows.append(run.arrange(score_terms)[0])
+    log_w = torch.cat(rows) if len(rows) > 1 else rows[0]
+    offset = offsets[0] if len(offsets) == 1 else torch.stack(offsets).mean(0)
+    score_log_q = (
+        (torch.cat(score_rows) if len(score_rows) > 1 else score_rows[0])
+        if score_rows
+        else torch.zeros_like(log_w)
+    )
+    return LogWeights(
+        log_w=log_w,
+        scale=columns.scale if columns.per_datapoint else 1.0,
+        offset=offset,
+        score_log_q=score_log_q,
+        score_sites=score_sites,
+        passes=passes,
+        columns=columns,
+        plate_nesting=plate_nesting,
+        structure=structure,
+        _guide_call=(guide, args, kwargs),
     )
 
 
-def _a_zero(trace: poutine.Trace) -> torch.Tensor:
-    for site in trace.nodes.values():
-        if site["type"] == "sample" and isinstance(site["value"], torch.Tensor):
-            value = site["value"]
-            dtype = value.dtype if value.is_floating_point() else torch.get_default_dtype()
-            return torch.zeros((), dtype=dtype, device=value.device)
-    return torch.zeros(())
+def _log_weight_terms(
+    run: Pass, analytic_kl: bool, unordered: frozenset[str]
+) -> list[tuple[dict, torch.Tensor]]:
+    """Signed per-site terms of log w: + log p of every model site, - log q of every guide site
+    (or - KL(q || p) for a latent with a closed-form KL when ``analytic_kl``)."""
+    terms = []
+    replaced = set()
+    for name, site in run.model_trace.nodes.items():
+        if site["type"] != "sample":
+            continue
+        if analytic_kl and is_latent(site) and name not in unordered:
+            guide_site = run.guide_trace.nodes[name]
+            kl = _analytic_kl(guide_site, site)
+            if kl is not None:
+                terms.append((site, -scaled_and_masked(kl, guide_site)))
+                replaced.add(name)
+                continue
+        terms.append((site, log_prob_of(site)))
+    for name, site in run.guide_trace.nodes.items():
+        if site["type"] == "sample" and name not in replaced:
+            terms.append((site, -log_prob_of(site)))
+    return terms
 
 
 def _analytic_kl(guide_site: dict, model_site: dict) -> torch.Tensor | None:
@@ -357,40 +760,3 @@ def _analytic_kl(guide_site: dict, model_site: dict) -> torch.Tensor | None:
         return torch.distributions.kl_divergence(guide_site["fn"], model_site["fn"])
     except NotImplementedError:
         return None
-
-
-def _check_guide_sites(trace: poutine.Trace, require_reparam: str | None, detached: bool) -> None:
-    if require_reparam is None or detached:
-        return
-    for name, site in trace.nodes.items():
-        if _is_latent(site) and not site["fn"].has_rsample:
-            raise ValueError(
-                f"the {require_reparam!r} estimator needs reparameterized latents, but the guide's "
-                f"site {name!r} has a {type(site['fn']).__name__} distribution without rsample; "
-                "use 'elbo' or 'score' (score-function gradients) for such sites"
-            )
-
-
-def _check_sites_match(model_trace: poutine.Trace, guide_trace: poutine.Trace) -> None:
-    model_latents = {name for name, site in model_trace.nodes.items() if _is_latent(site)}
-    guide_latents = {name for name, site in guide_trace.nodes.items() if _is_latent(site)}
-    model_observed = {
-        name
-        for name, site in model_trace.nodes.items()
-        if site["type"] == "sample" and site["is_observed"]
-    }
-    for name in sorted(model_latents - guide_latents):
-        raise ValueError(
-            f"the model samples latent site {name!r} but the guide does not; every latent of the "
-            f"model needs a guide site of the same name (the guide has {sorted(guide_latents)})"
-        )
-    for name in sorted(guide_latents - model_latents - model_observed):
-        raise ValueError(
-            f"the guide samples site {name!r} but the model has no site of that name (the "
-            f"model's latent sites are {sorted(model_latents)})"
-        )
-    for name in sorted(guide_latents & model_observed):
-        raise ValueError(
-            f"the guide samples site {name!r}, which the model observes; a guide samples "
-            "latents only"
-        )

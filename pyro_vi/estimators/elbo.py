@@ -14,6 +14,7 @@ import torch
 from pyro_vi._checks import check_float
 from pyro_vi.estimators.base import Estimator
 from pyro_vi.estimators.core import LogWeights
+from pyro_vi.estimators.groups import shares_parameters
 
 
 class TraceELBO(Estimator):
@@ -29,8 +30,17 @@ class TraceELBO(Estimator):
     name = "elbo"
     requires_reparam = False
 
-    def _bound(self, log_w: torch.Tensor) -> torch.Tensor:
+    def bound(self, log_w: torch.Tensor) -> torch.Tensor:
+        """(1/K) sum_k log w_k per column."""
         return log_w.mean(0)
+
+    def score_signal(self, log_w: torch.Tensor) -> torch.Tensor:
+        # The leave-one-out signal of the mean in closed form: (log w_k - mean_{j != k} log w_j)/K.
+        count = log_w.shape[0]
+        if count == 1:
+            return super().score_signal(log_w)
+        others = (log_w.sum(0, keepdim=True) - log_w) / (count - 1)
+        return (log_w - others) / count
 
 
 class MeanFieldELBO(TraceELBO):
@@ -38,7 +48,10 @@ class MeanFieldELBO(TraceELBO):
     wherever torch has it registered for the pair (q, p) and Monte Carlo elsewhere.
 
     The KL of a latent is computed from the distributions of that particle, so a prior whose
-    parameters depend on other latents gives the conditional KL, which is still unbiased.
+    parameters depend on other latents gives the conditional KL, E_q[KL(q(z_s | pa) || p(z_s |
+    pa'))], which is unbiased when every latent the model draws before z_s is also drawn before it
+    by the guide. Where the guide draws a site after one the model conditions it on, that site
+    uses the Monte Carlo term instead, with a warning (as Pyro's TraceMeanField_ELBO warns).
     """
 
     name = "meanfield"
@@ -65,25 +78,31 @@ class ScoreFunctionELBO(TraceELBO):
         num_particles: int = 1,
         *,
         baseline_decay: float = 0.9,
+        vectorize_particles: bool = True,
         data_plate: str | None = None,
         max_plate_nesting: int | None = None,
     ) -> None:
-        super().__init__(num_particles, data_plate=data_plate, max_plate_nesting=max_plate_nesting)
+        super().__init__(
+            num_particles,
+            vectorize_particles=vectorize_particles,
+            data_plate=data_plate,
+            max_plate_nesting=max_plate_nesting,
+        )
         self.baseline_decay = check_float(
             "baseline_decay", baseline_decay, minimum=0.0, maximum=1.0
         )
-        self._running: float | None = None
+        self._running: torch.Tensor | None = None
 
-    def _single_particle_baseline(self, signal: torch.Tensor) -> torch.Tensor | float:
-        # One number for all datapoints: minibatches hold different datapoints each step.
+    def single_particle_baseline(self, log_w: torch.Tensor) -> torch.Tensor | float:
+        # One number for all datapoints (minibatches hold different datapoints each step), kept
+        # as a tensor so that no step waits for the device.
         baseline = 0.0 if self._running is None else self._running
-        current = float(signal.mean())
+        current = log_w.detach().mean()
         if self._running is None:
             self._running = current
         else:
-            self._running = (
-                self.baseline_decay * self._running + (1 - self.baseline_decay) * current
-            )
+            decay = self.baseline_decay
+            self._running = decay * self._running + (1 - decay) * current
         return baseline
 
 
@@ -92,7 +111,8 @@ class STL(TraceELBO):
 
     The score term -E_q[grad_phi log q_phi(z)] (zero in expectation) is dropped, leaving the path
     derivative grad_z [log p(x, z) - log q(z)] dz/dphi, which is exactly zero when q is the exact
-    posterior. Parameters the model uses keep the ordinary ELBO gradient.
+    posterior. The path runs through every sample, also where one latent's distribution depends
+    on another (q(z2 | z1)), and model parameters get the ELBO's gradient.
 
     References:
         Roeder, Wu & Duvenaud, "Sticking the Landing" (NeurIPS 2017).
@@ -100,13 +120,15 @@ class STL(TraceELBO):
 
     name = "stl"
     requires_reparam = True
+    guide_factors = False
 
-    def _guide_surrogate(self, weights: LogWeights) -> torch.Tensor:
-        return self._total(weights, weights.stl_log_w().mean(0))
+    def guide_surrogate(self, weights: LogWeights) -> torch.Tensor:
+        return self.total(weights, weights.stl_log_w().mean(0))
 
-    def _single_pass_surrogate(
-        self, weights: LogWeights, guide_surrogate: torch.Tensor
-    ) -> torch.Tensor:
-        # The STL correction involves log q only: for parameters of the model alone its
-        # gradient is the ELBO's, so one surrogate serves both groups.
-        return guide_surrogate
+    def surrogate(self, weights: LogWeights) -> torch.Tensor | None:
+        # The STL correction involves log q only: for parameters of the model alone its gradient
+        # is the ELBO's, so one surrogate serves both groups unless they share a parameter
+        # (which then keeps the ELBO's gradient: exact, draw by draw, at the exact posterior).
+        if shares_parameters(weights):
+            return None
+        return self.guide_surrogate(weights)

@@ -13,6 +13,7 @@ import torch
 
 from pyro_vi.estimators.base import Estimator
 from pyro_vi.estimators.core import LogWeights
+from pyro_vi.estimators.groups import shares_parameters
 
 
 def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
@@ -21,25 +22,34 @@ def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
 
 
 class IWAE(Estimator):
-    """``"iwae"``: the IWAE bound with K reparameterized particles and its standard gradient,
-    sum_k w~_k grad log w_k with normalized weights w~_k = w_k / sum_j w_j.
+    """``"iwae"``: the IWAE bound with K particles and its standard gradient,
+    sum_k w~_k grad log w_k with normalized weights w~_k = w_k / sum_j w_j; latents without
+    ``rsample`` get VIMCO's score term (:meth:`Estimator.score_signal`).
 
     References:
         Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders" (ICLR 2016).
     """
 
     name = "iwae"
+    requires_reparam = False
 
     def __init__(
         self,
         num_particles: int = 2,
         *,
+        vectorize_particles: bool = True,
         data_plate: str | None = None,
         max_plate_nesting: int | None = None,
     ) -> None:
-        super().__init__(num_particles, data_plate=data_plate, max_plate_nesting=max_plate_nesting)
+        super().__init__(
+            num_particles,
+            vectorize_particles=vectorize_particles,
+            data_plate=data_plate,
+            max_plate_nesting=max_plate_nesting,
+        )
 
-    def _bound(self, log_w: torch.Tensor) -> torch.Tensor:
+    def bound(self, log_w: torch.Tensor) -> torch.Tensor:
+        """log (1/K) sum_k w_k per column."""
         return iwae_bound(log_w)
 
 
@@ -50,9 +60,10 @@ class DReG(IWAE):
 
         grad_phi IWAE_K = E[ sum_k w~_k^2 d log w_k / d z_k  d z_k / d phi ],
 
-    (Tucker et al. 2018, eq. 5) which has no score term: its variance does not grow with K the
-    way IWAE's guide gradient does, and it is exactly zero at the exact posterior. Parameters the
-    model uses get the ordinary IWAE gradient.
+    (Tucker et al. 2018, eq. 5) where d log w_k / d z_k holds q's parameters fixed and follows
+    every path through the samples (also z1's path into q(z2 | z1)). It has no score term: its
+    variance does not grow with K the way IWAE's guide gradient does, and it is exactly zero at
+    the exact posterior. Parameters the model uses get the ordinary IWAE gradient.
 
     References:
         Tucker, Lawson, Gu & Maddison, "Doubly Reparameterized Gradient Estimators for Monte
@@ -60,47 +71,38 @@ class DReG(IWAE):
     """
 
     name = "dreg"
+    requires_reparam = True
+    guide_factors = False
 
-    def _guide_surrogate(self, weights: LogWeights) -> torch.Tensor:
+    def guide_surrogate(self, weights: LogWeights) -> torch.Tensor:
         normalized = torch.softmax(weights.log_w.detach(), dim=0)
-        return self._total(weights, (normalized.pow(2) * weights.stl_log_w()).sum(0))
+        return self.total(weights, (normalized.pow(2) * weights.stl_log_w()).sum(0))
 
-    def _single_pass_surrogate(
-        self, weights: LogWeights, guide_surrogate: torch.Tensor
-    ) -> torch.Tensor | None:
+    def surrogate(self, weights: LogWeights) -> torch.Tensor | None:
         """sum_k stop(w~_k) log w_k^STL, with the gradient reaching z_k scaled by w~_k.
 
-        Parameters of the model alone then get sum_k w~_k grad log p (the IWAE gradient), and
-        those of the guide alone get sum_k w~_k^2 (d log w_k / d z_k)(d z_k / d phi) (DReG) in one
-        backward pass. Valid when every path from the guide's parameters to log w goes through
-        the sample z: one latent site whose log q is computed from z itself, not from a cached
-        base sample of a transformed distribution (there the two-pass form is used).
+        Parameters of the model then get sum_k w~_k grad log p (the IWAE gradient), and those
+        of the guide sum_k w~_k^2 (d log w_k / d z_k)(d z_k / d phi) (DReG), in one backward
+        pass. Valid when every path from the guide's parameters to log w goes through the one
+        sample z of the guide's one latent site, computed from z itself (not from a cached base
+        sample of a transformed distribution), and when model and guide share no ``pyro.param``;
+        otherwise ``None``, and the two-pass form is used.
         """
-        latents = [
-            site
-            for site in weights.guide_trace.nodes.values()
-            if site["type"] == "sample" and not site["is_observed"]
-        ]
-        if len(latents) != 1 or _is_transformed(latents[0]["fn"]):
+        if shares_parameters(weights):
+            return None  # shared parameters keep the IWAE gradient: two passes
+        sites = [run.latent_sites() for run in weights.passes]
+        if any(len(found) != 1 for found in sites) or _is_transformed(sites[0][0]["fn"]):
             return None
-        z = latents[0]["value"]
         normalized = torch.softmax(weights.log_w.detach(), dim=0)  # [K, M]
-        count, columns = normalized.shape
-        plate = weights.data_plate
-        if (
-            columns > 1
-            and plate is not None
-            and plate.dim == -1
-            and z.shape[:2] == normalized.shape
-        ):
-            factor = normalized.reshape(count, columns, *([1] * (z.dim() - 2)))
-        elif columns == 1 and z.shape[:1] == (count,) and weights.plate_nesting == 0:
-            factor = normalized.reshape(count, *([1] * (z.dim() - 1)))
-        else:
-            return None
-        if z.requires_grad:
-            z.register_hook(lambda grad: grad * factor)
-        return self._total(weights, (normalized * weights.stl_log_w()).sum(0))
+        start = 0
+        for run, (site,) in zip(weights.passes, sites, strict=True):
+            rows = normalized[start : start + run.num_particles]
+            start += run.num_particles
+            z = site["value"]
+            if z.requires_grad:
+                factor = run.broadcast_to_site(site, rows)
+                z.register_hook(lambda grad, factor=factor: grad * factor)
+        return self.total(weights, (normalized * weights.stl_log_w()).sum(0))
 
 
 def _is_transformed(fn: object) -> bool:

@@ -26,11 +26,14 @@ def miwae_bound(log_w: torch.Tensor, num_outer: int) -> torch.Tensor:
 
 
 class _OuterInner(Estimator):
+    requires_reparam = False
+
     def __init__(
         self,
         num_outer: int = 1,
         num_inner: int = 2,
         *,
+        vectorize_particles: bool = True,
         data_plate: str | None = None,
         max_plate_nesting: int | None = None,
     ) -> None:
@@ -38,6 +41,7 @@ class _OuterInner(Estimator):
         self.num_inner = check_int("num_inner", num_inner, minimum=1)
         super().__init__(
             self.num_outer * self.num_inner,
+            vectorize_particles=vectorize_particles,
             data_plate=data_plate,
             max_plate_nesting=max_plate_nesting,
         )
@@ -49,7 +53,8 @@ class MIWAE(_OuterInner):
 
     name = "miwae"
 
-    def _bound(self, log_w: torch.Tensor) -> torch.Tensor:
+    def bound(self, log_w: torch.Tensor) -> torch.Tensor:
+        """(1/M) sum_m IWAE_K of group m, per column."""
         return miwae_bound(log_w, self.num_outer)
 
 
@@ -62,19 +67,27 @@ class CIWAE(Estimator):
     """
 
     name = "ciwae"
+    requires_reparam = False
 
     def __init__(
         self,
         beta: float = 0.5,
         num_particles: int = 2,
         *,
+        vectorize_particles: bool = True,
         data_plate: str | None = None,
         max_plate_nesting: int | None = None,
     ) -> None:
         self.beta = check_float("beta", beta, minimum=0.0, maximum=1.0)
-        super().__init__(num_particles, data_plate=data_plate, max_plate_nesting=max_plate_nesting)
+        super().__init__(
+            num_particles,
+            vectorize_particles=vectorize_particles,
+            data_plate=data_plate,
+            max_plate_nesting=max_plate_nesting,
+        )
 
-    def _bound(self, log_w: torch.Tensor) -> torch.Tensor:
+    def bound(self, log_w: torch.Tensor) -> torch.Tensor:
+        """beta (1/K) sum_k log w_k + (1 - beta) IWAE_K per column."""
         return self.beta * log_w.mean(0) + (1.0 - self.beta) * iwae_bound(log_w)
 
 
@@ -84,9 +97,11 @@ class PIWAE(_OuterInner):
     the MIWAE gradient, parameters the model uses the IWAE gradient."""
 
     name = "piwae"
+    requires_reparam = True
 
-    def _bound(self, log_w: torch.Tensor) -> torch.Tensor:
+    def bound(self, log_w: torch.Tensor) -> torch.Tensor:
+        """IWAE_{M*K} per column."""
         return iwae_bound(log_w)
 
-    def _guide_surrogate(self, weights: LogWeights) -> torch.Tensor:
-        return self._total(weights, miwae_bound(weights.log_w, self.num_outer))
+    def guide_surrogate(self, weights: LogWeights) -> torch.Tensor:
+        return self.total(weights, miwae_bound(weights.log_w, self.num_outer))

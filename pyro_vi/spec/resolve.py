@@ -35,7 +35,7 @@ DATA_LEVELS = {"digits": 17, "mnist": 256, "fashion-mnist": 256, "binarized-mnis
 #: Datasets whose files carry labels (a conditional model needs them).
 LABELLED = ("digits", "mnist", "fashion-mnist")
 #: Options the spec does not expose: the spec's models always use the package's data plate.
-_INTERNAL_ESTIMATOR_OPTIONS = ("data_plate", "max_plate_nesting")
+_INTERNAL_ESTIMATOR_OPTIONS = ("data_plate", "max_plate_nesting", "vectorize_particles")
 
 DATA = {
     "name": Field("str", "digits", "the dataset", choices=tuple(datasets.DATASETS)),

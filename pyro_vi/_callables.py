@@ -1,0 +1,85 @@
+"""Finding the ``nn.Module``\\ s behind a model or guide, however the user wrote it.
+
+Evaluation puts networks in eval mode (dropout off, batch-norm statistics frozen) and training
+moves them to a device. A model may be a module, a bound method of one, a ``functools.partial``,
+a closure over a network, or a plain function that uses a module-level network: all are found.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from torch import nn
+
+__all__ = ["eval_mode", "modules_of"]
+
+# How deep to follow callables that call other callables (a model calling a helper function
+# that uses a global decoder is depth 2).
+_MAX_DEPTH = 3
+_LIBRARIES = {"pyro", "torch", "numpy", "builtins", "functools"}
+
+
+def modules_of(*fns: Callable) -> list[nn.Module]:
+    """The top-level ``nn.Module``\\ s that the callables ``fns`` can reach, without duplicates
+    (submodules of a found module are not listed separately)."""
+    found: dict[int, nn.Module] = {}
+    seen: set[int] = set()
+    for fn in fns:
+        _collect(fn, found, seen, depth=0)
+    roots = list(found.values())
+    inner = {id(sub) for module in roots for sub in module.modules() if sub is not module}
+    return [module for module in roots if id(module) not in inner]
+
+
+def _collect(obj: Any, found: dict[int, nn.Module], seen: set[int], depth: int) -> None:
+    if id(obj) in seen or depth > _MAX_DEPTH:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, nn.Module):
+        found[id(obj)] = obj
+        return
+    if isinstance(obj, functools.partial):
+        for part in (obj.func, *obj.args, *obj.keywords.values()):
+            _collect(part, found, seen, depth + 1)
+        return
+    owner = getattr(obj, "__self__", None)
+    if owner is not None and not inspect.ismodule(owner):
+        _collect(owner, found, seen, depth + 1)
+    function = getattr(obj, "__func__", obj)
+    if inspect.isfunction(function):
+        if (function.__module__ or "").split(".")[0] in _LIBRARIES:
+            return  # Pyro's and torch's own functions hold no user network
+        try:
+            closure = inspect.getclosurevars(function)
+        except (TypeError, ValueError):
+            return
+        for value in (*closure.nonlocals.values(), *closure.globals.values()):
+            if isinstance(value, nn.Module) or callable(value):
+                _collect(value, found, seen, depth + 1)
+        return
+    if callable(obj) and not inspect.isclass(obj) and not inspect.isbuiltin(obj):
+        # An instance with __call__ (a guide object holding its networks).
+        for value in getattr(obj, "__dict__", {}).values():
+            if isinstance(value, nn.Module):
+                found[id(value)] = value
+        _collect(type(obj).__call__, found, seen, depth + 1)
+
+
+@contextmanager
+def eval_mode(*fns: Callable) -> Iterator[None]:
+    """Eval mode for every network behind ``fns`` (dropout off, batch-norm statistics frozen),
+    restored afterwards: evaluation must not depend on training-time noise."""
+    modules = modules_of(*fns)
+    modes = [[sub.training for sub in module.modules()] for module in modules]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for module, mode in zip(modules, modes, strict=True):
+            for sub, training in zip(module.modules(), mode, strict=True):
+                sub.train(training)

@@ -1,0 +1,374 @@
+"""Low-level trace utilities: running a guide and replaying a model against it, site selection,
+data-plate discovery, scaled log-densities, dependencies between sites.
+
+Everything above this module (estimators, guides, evaluation) reads Pyro traces through these
+functions, so that the rules they encode hold everywhere:
+
+- the model is replayed against the guide's *whole* trace, subsample sites included, so that a
+  subsampled plate (``pyro.plate(..., subsample_size=B)``) gives model and guide the same
+  minibatch; subsample sites are pruned only afterwards;
+- the data plate is the *outermost* plate shared by every observed site, in the order of their
+  ``cond_indep_stack`` (plates are entered outermost first), not the one with the smallest
+  ``dim``: under Pyro's automatic dims an inner feature plate gets the smaller dim;
+- a site's log-density carries its own scale and mask, as Pyro applies them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.distributions.util import scale_and_mask
+from pyro.ops.provenance import ProvenanceTensor, detach_provenance, get_provenance
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import prune_subsample_sites
+
+#: Name of the plate that vectorizes particles; it sits left of every plate of the program.
+PARTICLE_PLATE = "num_particles_vectorized"
+
+__all__ = [
+    "PARTICLE_PLATE",
+    "DataPlate",
+    "ProgramTraces",
+    "find_data_plate",
+    "guess_plate_nesting",
+    "is_factor",
+    "is_latent",
+    "is_observed",
+    "log_prob_of",
+    "no_rng_side_effects",
+    "plate_names",
+    "run_program",
+    "sites_depending_on",
+]
+
+
+# -- sites ------------------------------------------------------------------------------------
+
+
+def is_latent(site: dict) -> bool:
+    """A sample site without an observed value (subsample sites excluded)."""
+    return site["type"] == "sample" and not site["is_observed"] and not _is_subsample(site)
+
+
+def is_observed(site: dict) -> bool:
+    """A sample site with an observed value, ``pyro.factor`` sites included."""
+    return site["type"] == "sample" and site["is_observed"]
+
+
+def is_factor(site: dict) -> bool:
+    """A ``pyro.factor`` site: an observed ``Unit`` site whose log-density is the factor."""
+    return is_observed(site) and type(site["fn"]).__name__ == "Unit"
+
+
+def _is_subsample(site: dict) -> bool:
+    return type(site["fn"]).__name__ == "_Subsample"
+
+
+def plate_names(site: dict) -> set[str]:
+    """Names of the vectorized plates a site lies in, the particle plate left out."""
+    return {
+        frame.name
+        for frame in site["cond_indep_stack"]
+        if frame.vectorized and frame.name != PARTICLE_PLATE
+    }
+
+
+def log_prob_of(site: dict) -> torch.Tensor:
+    """The site's log-density, scaled and masked as Pyro does, computed once and cached in the
+    site (``site["log_prob"]``, and ``site["unscaled_log_prob"]`` before scale and mask).
+
+    Computed here rather than by ``Trace.compute_log_prob``, whose NaN checks force a device
+    synchronization per site. Always a tensor: a site masked out entirely gives zeros.
+    """
+    if "log_prob" not in site:
+        fn = site["fn"]
+        log_prob = fn.log_prob(site["value"], *site["args"], **site["kwargs"])
+        if not isinstance(log_prob, torch.Tensor):
+            log_prob = torch.as_tensor(log_prob, device=_device_of(site["value"]))
+        site["unscaled_log_prob"] = log_prob
+        site["log_prob"] = _as_tensor_like(
+            scale_and_mask(log_prob, site["scale"], site["mask"]), log_prob
+        )
+    return site["log_prob"]
+
+
+def scaled_and_masked(value: torch.Tensor | float, site: dict) -> torch.Tensor:
+    """``value`` (a per-site log-density term, e.g. a KL) scaled and masked like ``site``."""
+    tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+    return _as_tensor_like(scale_and_mask(tensor, site["scale"], site["mask"]), tensor)
+
+
+def _as_tensor_like(value: Any, like: torch.Tensor) -> torch.Tensor:
+    # scale_and_mask returns Python numbers for identically zero inputs.
+    if isinstance(value, torch.Tensor):
+        return value
+    return torch.full_like(like, float(value))
+
+
+def _device_of(value: Any) -> torch.device | None:
+    return value.device if isinstance(value, torch.Tensor) else None
+
+
+# -- running a program ------------------------------------------------------------------------
+
+
+@contextmanager
+def no_rng_side_effects() -> Iterator[None]:
+    """Restore the random number generators afterwards: a structural run (finding plates or
+    shapes) must not change what a seeded training step draws."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
+class _DetachSamples(Messenger):
+    """Detach every latent value as it is drawn, before the program reads it.
+
+    Applied *outside* the trace handler so that the trace records the detached value too (the
+    outer handler post-processes a message first). Used for score-function estimators that treat
+    every latent as non-reparameterized: a site that depends on an earlier latent must then see
+    that latent as a constant, or its score would carry the earlier latent's path.
+    """
+
+    def _pyro_post_sample(self, msg: dict) -> None:
+        if not msg["is_observed"] and isinstance(msg["value"], torch.Tensor):
+            msg["value"] = msg["value"].detach()
+
+
+@dataclass
+class ProgramTraces:
+    """The guide's trace and the model's trace replayed against it, subsample sites pruned.
+
+    Attributes:
+        model_trace, guide_trace: The pruned traces.
+        raw_model_trace, raw_guide_trace: The same traces before pruning (subsample sites kept;
+            Pyro's ``check_model_guide_match`` reads them).
+        particle_dim: The dim of the particle plate, ``None`` when the run had no particle plate
+            (one particle).
+        num_particles: Particles of this run.
+    """
+
+    model_trace: poutine.Trace
+    guide_trace: poutine.Trace
+    raw_model_trace: poutine.Trace
+    raw_guide_trace: poutine.Trace
+    particle_dim: int | None
+    num_particles: int
+
+
+def run_program(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    *,
+    num_particles: int = 1,
+    plate_nesting: int = 0,
+    detach_samples: bool = False,
+) -> ProgramTraces:
+    """Run ``guide``, then ``model`` replayed against the guide's whole trace.
+
+    With ``num_particles > 1`` both run inside a particle plate at ``dim = -plate_nesting - 1``,
+    left of every plate of the program; with one particle they run as written, so that user code
+    sees the shapes it was written for.
+
+    Arguments:
+        model, guide: Pyro callables taking ``*args, **kwargs``.
+        num_particles: Particles drawn in one vectorized run.
+        plate_nesting: How many plate dimensions the program uses.
+        detach_samples: Detach every latent as it is drawn (score-function estimators).
+
+    Returns:
+        The :class:`ProgramTraces`.
+    """
+    particle_dim = -plate_nesting - 1 if num_particles > 1 else None
+
+    def vectorized(fn: Callable) -> Callable:
+        if particle_dim is None:
+            return fn
+
+        def wrapped(*a: Any, **k: Any) -> Any:
+            with pyro.plate(PARTICLE_PLATE, num_particles, dim=particle_dim):
+                return fn(*a, **k)
+
+        return wrapped
+
+    guide_run = poutine.trace(vectorized(guide))
+    if detach_samples:
+        with _DetachSamples():
+            raw_guide = guide_run.get_trace(*args, **kwargs)
+    else:
+        raw_guide = guide_run.get_trace(*args, **kwargs)
+    # The whole guide trace, subsample sites included: the model's subsampled plates then reuse
+    # the guide's indices, and each latent meets its own datapoint's likelihood.
+    raw_model = poutine.trace(poutine.replay(vectorized(model), trace=raw_guide)).get_trace(
+        *args, **kwargs
+    )
+    return ProgramTraces(
+        model_trace=prune_subsample_sites(raw_model),
+        guide_trace=prune_subsample_sites(raw_guide),
+        raw_model_trace=raw_model,
+        raw_guide_trace=raw_guide,
+        particle_dim=particle_dim,
+        num_particles=num_particles,
+    )
+
+
+def guess_plate_nesting(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> int:
+    """How many plate dimensions model and guide use: the largest ``-dim`` of their vectorized
+    plates, found by running the guide and the model replayed against it once.
+
+    Nothing is recorded by outer handlers and the random number generators are restored, so a
+    seeded first step draws what every later seeded step would.
+    """
+    with no_rng_side_effects(), poutine.block():
+        traces = run_program(model, guide, args, kwargs)
+    dims = [
+        -frame.dim
+        for trace in (traces.model_trace, traces.guide_trace)
+        for site in trace.nodes.values()
+        if site["type"] == "sample"
+        for frame in site["cond_indep_stack"]
+        if frame.vectorized
+    ]
+    return max(dims, default=0)
+
+
+# -- the data plate ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataPlate:
+    """The plate holding the datapoints.
+
+    Attributes:
+        name: The plate's name.
+        dim: Its (negative) dim.
+        size: Datapoints in this run, B (the subsample size when subsampled).
+        scale: Its subsampling scale N / B (1 when not subsampled).
+    """
+
+    name: str
+    dim: int
+    size: int
+    scale: float
+
+
+def find_data_plate(trace: poutine.Trace, name: str | None = None) -> DataPlate | None:
+    """The data plate of a (model) trace.
+
+    The plate named ``name`` when given; otherwise the outermost vectorized plate that every
+    observed site lies in, outermost meaning first in each site's ``cond_indep_stack``. Returns
+    ``None`` when the observed sites share no plate (the whole batch is then one datapoint).
+
+    Raises:
+        ValueError: ``name`` is not a plate of the observed sites; or the observed sites disagree
+            on which shared plate is outermost (they nest the shared plates in different orders),
+            so that the data plate must be named.
+    """
+    observed = [
+        site
+        for site in trace.nodes.values()
+        if is_observed(site) and not _is_subsample(site) and not is_factor(site)
+    ]
+    if not observed:  # a model of factors only: its factors play the observations' role
+        observed = [site for site in trace.nodes.values() if is_factor(site)]
+    frames: dict[str, Any] = {}
+    stacks = []
+    for site in observed:
+        stack = [
+            frame
+            for frame in site["cond_indep_stack"]
+            if frame.vectorized and frame.name != PARTICLE_PLATE
+        ]
+        frames.update((frame.name, frame) for frame in stack)
+        stacks.append([frame.name for frame in stack])
+    if name is not None:
+        if name not in frames:
+            raise ValueError(
+                f"data_plate={name!r} is not a plate of the model's observed sites; their plates "
+                f"are {sorted(frames)}"
+            )
+        return _data_plate(frames[name])
+    if not stacks:
+        return None
+    common = set(stacks[0]).intersection(*stacks[1:])
+    if not common:
+        return None
+    outermost = {next(n for n in stack if n in common) for stack in stacks}
+    if len(outermost) > 1:
+        raise ValueError(
+            f"the observed sites share the plates {sorted(common)} but nest them in different "
+            f"orders, so the outermost one (the data plate) is ambiguous: "
+            f"{sorted(outermost)}; name it with data_plate=..."
+        )
+    return _data_plate(frames[outermost.pop()])
+
+
+def _data_plate(frame: Any) -> DataPlate:
+    scale = 1.0 if frame.full_size is None else frame.full_size / frame.size
+    return DataPlate(frame.name, frame.dim, int(frame.size), float(scale))
+
+
+# -- dependencies -----------------------------------------------------------------------------
+
+
+class _TrackLatents(Messenger):
+    """Tag the value of each latent in ``names`` with its name (provenance tracking)."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def _pyro_post_sample(self, msg: dict) -> None:
+        if msg["name"] in self.names and isinstance(msg["value"], torch.Tensor):
+            value = detach_provenance(msg["value"])
+            msg["value"] = ProvenanceTensor(value, frozenset({msg["name"]}))
+
+
+def sites_depending_on(
+    model: Callable,
+    guide_trace: poutine.Trace,
+    args: tuple,
+    kwargs: dict,
+    latents: set[str],
+    sites: set[str],
+) -> set[str] | None:
+    """Which of the model's ``sites`` have a log-density that depends on the values of
+    ``latents``, found by replaying the model against ``guide_trace`` with those values tagged
+    (Pyro's provenance tracking: every torch operation carries its inputs' tags).
+
+    Returns ``None`` when the program cannot be run with tagged tensors; callers then assume
+    that every site depends on every latent.
+    """
+    if not latents or not sites:
+        return set()
+    try:
+        with (
+            no_rng_side_effects(),
+            torch.no_grad(),
+            poutine.block(),
+            pyro.validation_enabled(False),
+        ):
+            tracked = _TrackLatents(latents)
+            with tracked:
+                trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+                    *args, **kwargs
+                )
+            found = set()
+            for name in sites:
+                site = trace.nodes.get(name)
+                if site is None:
+                    continue
+                log_prob = site["fn"].log_prob(site["value"])
+                if get_provenance(log_prob) & latents:
+                    found.add(name)
+            return found
+    except Exception:  # any failure means "unknown", which callers handle conservatively
+        return None
