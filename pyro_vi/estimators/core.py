@@ -467,6 +467,7 @@ def check_program(
             if site["type"] == "sample":
                 log_prob_of(site)
                 check_site_shape(site, nesting)
+                _check_undeclared_dims(site, nesting, traces.particle_dim)
     if analytic_kl:
         unordered = _unordered_sites(model_trace, guide_trace)
         if unordered:
@@ -477,6 +478,33 @@ def check_program(
                 "Carlo term log p - log q instead. Draw sites in the model's order to use the "
                 "closed form.",
                 stacklevel=4,
+            )
+
+
+def _check_undeclared_dims(site: dict, nesting: int, particle_dim: int | None) -> None:
+    """Every batch dimension of a site's log-density of size > 1 belongs to one of its plates.
+
+    Pyro lets such a dimension through; it is almost always a program that reduced or
+    broadcast over the wrong dim, and with vectorized particles the typical case: ``z.sum(-1)``
+    over a data plate at dim -1 leaves the particles at dim -1, where they broadcast against the
+    particle plate into a K x K table that is summed as if independent.
+    """
+    shape = site["log_prob"].shape
+    dims = {frame.dim for frame in site["cond_indep_stack"] if frame.vectorized}
+    for dim in range(-min(len(shape), nesting), 0):
+        if shape[dim] != 1 and dim not in dims:
+            hint = (
+                f" With {shape[particle_dim]} particles vectorized in a plate at "
+                f"dim={particle_dim}, an operation over the plate dims (such as .sum(-1)) moves "
+                "the particles to another dim: write it with keepdim=True / negative dims that "
+                "leave the particle dim in place, or pass vectorize_particles=False."
+                if particle_dim is not None
+                else ""
+            )
+            raise ValueError(
+                f"site {site['name']!r} has a log-density of shape {tuple(shape)} whose dim "
+                f"{dim} (size {shape[dim]}) is none of its plates' dims {sorted(dims)}: declare "
+                f"it with a pyro.plate or move it into the event with .to_event().{hint}"
             )
 
 
@@ -508,10 +536,18 @@ def _check_sites_match(model_trace: poutine.Trace, guide_trace: poutine.Trace) -
 
 
 def _check_values(model_trace: poutine.Trace, guide_trace: poutine.Trace) -> None:
-    """The guide's value at each latent has the shape the model's distribution expects."""
+    """The guide's value at each latent lies in the model's plates and has the shape the model's
+    distribution expects."""
     for name, site in model_trace.nodes.items():
         if not is_latent(site) or name not in guide_trace.nodes:
             continue
+        model_plates, guide_plates = plate_names(site), plate_names(guide_trace.nodes[name])
+        if model_plates != guide_plates:
+            raise ValueError(
+                f"site {name!r} lies in the plates {sorted(guide_plates)} in the guide but in "
+                f"{sorted(model_plates)} in the model; a latent must lie in the same plates in "
+                "both (same names), or its conditional independence differs between them"
+            )
         value = site["value"]
         if not isinstance(value, torch.Tensor):
             continue
