@@ -264,8 +264,10 @@ def find_data_plate(trace: poutine.Trace, name: str | None = None) -> DataPlate 
     """The data plate of a (model) trace.
 
     The plate named ``name`` when given; otherwise the outermost vectorized plate that every
-    observed site lies in, outermost meaning first in each site's ``cond_indep_stack``. Returns
-    ``None`` when the observed sites share no plate (the whole batch is then one datapoint).
+    observed site in a plate lies in, outermost meaning first in each site's
+    ``cond_indep_stack`` (observations outside every plate are shared by all datapoints and do
+    not take part). Returns ``None`` when those sites share no plate (the whole batch is then
+    one datapoint).
 
     Raises:
         ValueError: ``name`` is not a plate of the observed sites; or the observed sites disagree
@@ -296,6 +298,9 @@ def find_data_plate(trace: poutine.Trace, name: str | None = None) -> DataPlate 
                 f"are {sorted(frames)}"
             )
         return _data_plate(frames[name])
+    # Observations outside every plate are shared by all datapoints: they do not decide which
+    # plate holds the datapoints (whether they couple the datapoints is the caller's question).
+    stacks = [stack for stack in stacks if stack]
     if not stacks:
         return None
     common = set(stacks[0]).intersection(*stacks[1:])

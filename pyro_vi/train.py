@@ -19,10 +19,10 @@ import pyro.optim
 import torch
 from pyro import poutine
 from pyro.infer import ELBO, SVI, Trace_ELBO
-from torch import nn
 from tqdm.auto import tqdm
 
 from pyro_vi import estimators
+from pyro_vi._callables import eval_mode, modules_of
 from pyro_vi._checks import check_float, check_int, describe
 from pyro_vi.devices import resolve_device
 
@@ -92,14 +92,6 @@ def _as_tuple(name: str, data: Batchable | Sequence[Batchable]) -> tuple[Batchab
     return items
 
 
-def _modules_of(fn: Callable) -> list[nn.Module]:
-    """The nn.Modules behind a model or guide: itself, or the owner of a bound method."""
-    if isinstance(fn, nn.Module):
-        return [fn]
-    owner = getattr(fn, "__self__", None)
-    return [owner] if isinstance(owner, nn.Module) else []
-
-
 def _accepts_num_data(fn: Callable) -> bool:
     try:
         parameters = inspect.signature(fn).parameters.values()
@@ -110,7 +102,7 @@ def _accepts_num_data(fn: Callable) -> bool:
 
 def _move_params(model: Callable, guide: Callable, args: tuple, device: torch.device) -> None:
     """Put every module and every Pyro param that model and guide use on ``device``."""
-    for module in _modules_of(model) + _modules_of(guide):
+    for module in modules_of(model, guide):
         module.to(device)
     # Free-standing pyro.param tensors live in the param store, not in a module: find the ones
     # this model and guide use by tracing them once, and move those.
@@ -145,18 +137,11 @@ def evaluate_loss(
     items = _as_tuple("data", data)
     loss = Trace_ELBO() if loss is None else loss
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    modules = _modules_of(model) + _modules_of(guide)
-    modes = [module.training for module in modules]
-    for module in modules:
-        module.eval()
-    try:
+    with eval_mode(model, guide):
         total, count = 0.0, len(items[0])
         for start in range(0, count, batch_size):
             batch = tuple(item[start : start + batch_size] for item in items)
             total += loss.loss(model, guide, *batch)
-    finally:
-        for module, mode in zip(modules, modes, strict=True):
-            module.train(mode)
     return total / count
 
 
@@ -253,7 +238,7 @@ def fit(
 
     svi = SVI(model, guide, optim, loss=loss)
     history = History(bound=getattr(loss, "name", "") or type(loss).__name__)
-    modules = _modules_of(model) + _modules_of(guide)
+    modules = modules_of(model, guide)
     bar = tqdm(range(epochs), desc="training", unit="epoch", disable=not progress)
     try:
         for epoch in bar:

@@ -16,7 +16,13 @@ from pyro.distributions import constraints
 from pyro_vi.architectures import mlp_vae
 from pyro_vi.data import load_digits
 from pyro_vi.estimators import get
-from pyro_vi.evaluation import GradientStats, active_units, gradient_snr, log_likelihood
+from pyro_vi.evaluation import (
+    GradientStats,
+    active_units,
+    gradient_snr,
+    log_likelihood,
+    posterior_mean,
+)
 from pyro_vi.models.conjugate import FactorAnalysis, NormalNormal, NormalNormalGlobal
 from pyro_vi.plates import data_plate
 
@@ -428,3 +434,69 @@ def test_gradient_snr_bad_input():
     unused = torch.zeros(2, requires_grad=True)
     with pytest.raises(ValueError, match="none of the given parameters affects"):
         gradient_snr(estimator, model.model, model.guide, x, params=[unused], num_draws=2)
+
+
+# -- programs as users write them -------------------------------------------------------------
+
+
+def test_posterior_mean_of_a_subsampled_plate_follows_the_guides_indices():
+    # The guide's subsample indices are replayed into the model (they were pruned before, so the
+    # model drew its own minibatch); the means returned are those of the datapoints drawn.
+    x = torch.linspace(-2, 2, 12, dtype=F64)
+
+    def model(x):
+        with pyro.plate("data", len(x), subsample_size=4) as ind:
+            z = pyro.sample("z", dist.Normal(torch.zeros((), dtype=F64), 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x[ind])
+
+    def guide(x):
+        with pyro.plate("data", len(x), subsample_size=4) as ind:
+            pyro.sample("z", dist.Normal(x[ind] / 2, 0.5))
+
+    means = posterior_mean(model, guide, x)
+    assert means.shape == (4,)
+    assert all(any(torch.isclose(m, x / 2).tolist()) for m in means)
+
+
+def test_networks_held_by_closures_and_globals_are_evaluated_in_eval_mode():
+    # A plain-function model and guide whose networks are a closure variable and a module-level
+    # global: dropout must be off during log_likelihood (the estimate is then deterministic for a
+    # fixed seed whatever the dropout rate), and training mode restored afterwards.
+    encoder = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.9))
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            loc = _GLOBAL_DECODER(z)
+            pyro.sample("x", dist.Normal(loc, 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        pyro.module("encoder", encoder)
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(encoder(x)[..., :2], 1.0).to_event(1))
+
+    x = torch.randn(5, 3)
+    seen = []
+    _GLOBAL_DECODER[1].register_forward_hook(lambda m, i, o: seen.append(m.training))
+    encoder[1].register_forward_hook(lambda m, i, o: seen.append(m.training))
+    log_likelihood(model, guide, x, num_samples=3)
+    assert seen and not any(seen)
+    assert encoder.training and _GLOBAL_DECODER.training
+
+
+_GLOBAL_DECODER = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Dropout(0.5))
+
+
+def test_a_shared_observation_outside_the_data_plate_is_refused():
+    def model(x):
+        pyro.sample("shared", dist.Normal(0.0, 1.0), obs=torch.tensor(0.3))
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(x / 2, 0.7))
+
+    with pytest.raises(ValueError, match="outside the data plate 'data' add a term shared"):
+        log_likelihood(model, guide, torch.randn(4), num_samples=3)
