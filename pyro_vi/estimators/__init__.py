@@ -14,6 +14,7 @@ name           class                           bound / gradient
 ``piwae``      :class:`PIWAE`                  IWAE for the model, MIWAE for the guide
 ``stl``        :class:`STL`                    ELBO, sticking-the-landing guide gradient
 ``dreg``       :class:`DReG`                   IWAE, doubly reparameterized guide gradient
+``vimco``      :class:`VIMCO`                  IWAE, score-function gradients, leave-one-out
 =============  ==============================  ===============================================
 """
 
@@ -25,26 +26,12 @@ from typing import Any
 from pyro_vi.estimators.base import Estimator
 from pyro_vi.estimators.core import LogWeights, compute_log_weights
 from pyro_vi.estimators.elbo import STL, MeanFieldELBO, ScoreFunctionELBO, TraceELBO
-from pyro_vi.estimators.iwae import IWAE, DReG
+from pyro_vi.estimators.iwae import IWAE, VIMCO, DReG
 from pyro_vi.estimators.miwae import CIWAE, MIWAE, PIWAE
 from pyro_vi.estimators.renyi import RenyiBound, VRMax
 
-ESTIMATORS: dict[str, type[Estimator]] = {
-    cls.name: cls
-    for cls in (
-        TraceELBO,
-        MeanFieldELBO,
-        ScoreFunctionELBO,
-        RenyiBound,
-        IWAE,
-        VRMax,
-        MIWAE,
-        CIWAE,
-        PIWAE,
-        STL,
-        DReG,
-    )
-}
+#: Every estimator by name; classes register themselves by defining ``name``.
+ESTIMATORS: dict[str, type[Estimator]] = Estimator.registry
 
 
 def options(name: str) -> list[str]:
@@ -86,6 +73,7 @@ __all__ = [
     "MIWAE",
     "PIWAE",
     "STL",
+    "VIMCO",
     "DReG",
     "Estimator",
     "LogWeights",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pyro.infer import ELBO
@@ -73,6 +73,14 @@ class Estimator(ELBO):
     #: density at fixed latents).
     guide_factors: bool = True
 
+    #: Every estimator class with a ``name``, by name, in the order they were defined.
+    registry: ClassVar[dict[str, type[Estimator]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            Estimator.registry[cls.name] = cls
+
     def __init__(
         self,
         num_particles: int = 1,
@@ -116,23 +124,17 @@ class Estimator(ELBO):
     def score_signal(self, log_w: torch.Tensor) -> torch.Tensor:
         """The learning signal ``[K, M]`` of each particle's score term (detached inputs).
 
-        For a bound R of K particles, particle k's signal is R(log w) - R(log w^(-k)), where
-        log w^(-k) has particle k's log-weight replaced by the mean of the others' (VIMCO's
-        leave-one-out baseline, Mnih & Rezende 2016): the baseline does not depend on z_k, so
-        the score term sum_k grad log q(z_k) (signal_k) stays unbiased, and it removes most of
-        the variance that R(log w) alone would carry. One particle has no others: its signal is
-        R(log w) minus :meth:`single_particle_baseline`.
+        The leave-one-out signal of the bound (:func:`leave_one_out_signal`); one particle has
+        no others, and its signal is the bound minus :meth:`single_particle_baseline`.
         """
-        count = log_w.shape[0]
-        if count == 1:
+        if log_w.shape[0] == 1:
             return self.bound(log_w).unsqueeze(0) - self.single_particle_baseline(log_w)
-        others = (log_w.sum(0, keepdim=True) - log_w) / (count - 1)  # [K, M]
-        replaced = log_w.unsqueeze(0).repeat(count, 1, 1)  # [k, j, M]: copy k, particle j
-        index = torch.arange(count, device=log_w.device)
-        replaced[index, index] = others
-        columns = log_w.shape[1]
-        left_out = self.bound(replaced.transpose(0, 1).reshape(count, count * columns))
-        return self.bound(log_w).unsqueeze(0) - left_out.reshape(count, columns)
+        return leave_one_out_signal(log_w, self.bound)
+
+    def guide_score_signal(self, log_w: torch.Tensor) -> torch.Tensor:
+        """The score signal of the guide's own surrogate (estimators with ``guide_surrogate``
+        whose bound differs from :meth:`bound`, such as PIWAE, override it)."""
+        return self.score_signal(log_w)
 
     def single_particle_baseline(self, log_w: torch.Tensor) -> torch.Tensor | float:
         """The baseline of a one-particle score term (none by default)."""
@@ -188,6 +190,9 @@ class Estimator(ELBO):
             analytic_kl=self.analytic_kl,
             detach_latents=self.detach_latents,
             guide_factors_allowed=self.guide_factors,
+            alternatives=tuple(
+                name for name, cls in self.registry.items() if not cls.requires_reparam
+            ),
         )
 
     def _get_trace(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> tuple:
@@ -199,10 +204,12 @@ class Estimator(ELBO):
         """Per-column bounds ``[M]`` -> the bound of the batch: c * sum_m bounds_m + offset."""
         return weights.scale * bounds.sum() + weights.offset
 
-    def _score_surrogate(self, weights: LogWeights) -> torch.Tensor:
+    def _score_surrogate(self, weights: LogWeights, guide: bool = False) -> torch.Tensor:
         """Zero-valued term whose gradient is the score-function part for latents without
-        ``rsample``: sum_k grad log q(z_k) * signal_k per column (see :meth:`score_signal`)."""
-        signal = self.score_signal(weights.log_w.detach()).detach()
+        ``rsample``: sum_k grad log q(z_k) * signal_k per column (see :meth:`score_signal`;
+        with ``guide``, the signal of the bound the guide's own surrogate follows)."""
+        log_w = weights.log_w.detach()
+        signal = (self.guide_score_signal(log_w) if guide else self.score_signal(log_w)).detach()
         log_q = weights.score_log_q
         term = ((log_q - log_q.detach()) * signal).sum(0)
         return weights.scale * term.sum()
@@ -222,6 +229,8 @@ class Estimator(ELBO):
         guide_surrogate = None if single is not None else self.guide_surrogate(weights)
         if guide_surrogate is None:
             return bound.detach(), surrogate, None
+        if weights.has_score_sites:
+            guide_surrogate = guide_surrogate + self._score_surrogate(weights, guide=True)
         model_params, guide_params = parameter_groups(weights, [surrogate, guide_surrogate])
         return bound.detach(), surrogate, (model_params, guide_params, guide_surrogate)
 
@@ -261,6 +270,33 @@ class Estimator(ELBO):
         if loss != loss:
             warnings.warn(f"the {self.name!r} loss is NaN", stacklevel=2)
         return loss
+
+
+def leave_one_out_signal(
+    log_w: torch.Tensor, bound: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """Each particle's learning signal R(log w) - R(log w^(-k)) for a bound R of K >= 2 particles.
+
+    log w^(-k) has particle k's log-weight replaced by the mean of the others' (VIMCO's
+    leave-one-out baseline, Mnih & Rezende 2016): the baseline does not depend on z_k, so the
+    score term sum_k grad log q(z_k) * signal_k stays unbiased, and it removes most of the
+    variance that R(log w) alone would carry. For the mean (the ELBO) the signal is
+    (log w_k - mean_{j != k} log w_j) / K.
+
+    Arguments:
+        log_w: ``[K, M]`` log-weights (detached).
+        bound: R, ``[K, *] -> [*]`` over the first dimension.
+
+    Returns:
+        ``[K, M]``.
+    """
+    count, columns = log_w.shape
+    others = (log_w.sum(0, keepdim=True) - log_w) / (count - 1)  # [K, M]
+    replaced = log_w.unsqueeze(0).repeat(count, 1, 1)  # [k, j, M]: copy k, particle j
+    index = torch.arange(count, device=log_w.device)
+    replaced[index, index] = others
+    left_out = bound(replaced.transpose(0, 1).reshape(count, count * columns))
+    return bound(log_w).unsqueeze(0) - left_out.reshape(count, columns)
 
 
 def _key(model: Callable, guide: Callable) -> Any:

@@ -414,6 +414,7 @@ def check_program(
     analytic_kl: bool,
     detach_latents: bool,
     guide_factors_allowed: bool = True,
+    alternatives: tuple[str, ...] = ("elbo", "score"),
 ) -> None:
     """Validate a model/guide pair the way Pyro does, and refuse what the estimator cannot do.
 
@@ -460,7 +461,8 @@ def check_program(
             raise ValueError(
                 f"the {estimator!r} estimator needs reparameterized latents, but the guide's "
                 f"site {name!r} has a {type(site['fn']).__name__} distribution without rsample; "
-                "use 'elbo' or 'score' (score-function gradients) for such sites"
+                f"the estimators {list(alternatives)} take such sites (score-function "
+                "gradients)"
             )
     for trace in (guide_trace, model_trace):
         for site in trace.nodes.values():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from pyro_vi._checks import check_float, check_int
-from pyro_vi.estimators.base import Estimator
+from pyro_vi.estimators.base import Estimator, leave_one_out_signal
 from pyro_vi.estimators.core import LogWeights
 from pyro_vi.estimators.iwae import iwae_bound
 
@@ -97,11 +97,19 @@ class PIWAE(_OuterInner):
     the MIWAE gradient, parameters the model uses the IWAE gradient."""
 
     name = "piwae"
-    requires_reparam = True
+    guide_factors = True
 
     def bound(self, log_w: torch.Tensor) -> torch.Tensor:
         """IWAE_{M*K} per column."""
         return iwae_bound(log_w)
 
     def guide_surrogate(self, weights: LogWeights) -> torch.Tensor:
-        return self.total(weights, miwae_bound(weights.log_w, self.num_outer))
+        return self.total(weights, self._guide_bound(weights.log_w))
+
+    def guide_score_signal(self, log_w: torch.Tensor) -> torch.Tensor:
+        if log_w.shape[0] == 1:
+            return super().guide_score_signal(log_w)
+        return leave_one_out_signal(log_w, self._guide_bound)
+
+    def _guide_bound(self, log_w: torch.Tensor) -> torch.Tensor:
+        return miwae_bound(log_w, self.num_outer)

@@ -17,6 +17,7 @@ OPTIONS = {
     "piwae": {"num_outer": 2, "num_inner": 3},
     "stl": {"num_particles": 6},
     "dreg": {"num_particles": 6},
+    "vimco": {"num_particles": 6},
 }
 
 

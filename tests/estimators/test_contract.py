@@ -30,6 +30,7 @@ def test_every_issue_name_is_registered():
         "piwae",
         "stl",
         "dreg",
+        "vimco",
     }
     assert set(ESTIMATORS) == expected
 

@@ -367,7 +367,7 @@ def shape_checking_pair():
     return model, guide
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "vimco"])  # vimco needs K >= 2
 def test_one_particle_adds_no_plate(name):
     model, guide = shape_checking_pair()
     opts = options(name)
