@@ -33,6 +33,40 @@ def _check_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(check_int(f"{name}[{i}]", s, minimum=1) for i, s in enumerate(shape))
 
 
+def _check_data_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
+    """The shape of one datapoint an encoder reads: like :func:`_check_shape`, but ``()`` (one
+    scalar per datapoint, e.g. a count) is allowed too."""
+    if not isinstance(shape, Sequence) or isinstance(shape, str):
+        raise TypeError(
+            f"{name} must be a sequence of positive ints (() for a scalar per datapoint), got "
+            f"{describe(shape)}"
+        )
+    return tuple(check_int(f"{name}[{i}]", s, minimum=1) for i, s in enumerate(shape))
+
+
+def flatten_datapoints(
+    x: torch.Tensor, data_shape: tuple[int, ...], dtype: torch.dtype, name: str = "x"
+) -> torch.Tensor:
+    """``x`` of shape ``[..., *data_shape]`` as ``[..., prod(data_shape)]`` in ``dtype``.
+
+    A scalar datapoint (``data_shape == ()``) becomes a vector of one feature. Integer data (counts,
+    labels) is cast to ``dtype``, the encoder's, so that a Poisson or Binomial model's counts can
+    be read as they are.
+
+    Raises:
+        ValueError: the trailing dimensions of ``x`` are not ``data_shape``.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {describe(x)}")
+    batch_dims = x.dim() - len(data_shape)
+    if batch_dims < 0 or tuple(x.shape[batch_dims:]) != data_shape:
+        raise ValueError(
+            f"{name} must have shape [..., *data_shape] with data_shape={data_shape}, got "
+            f"{tuple(x.shape)}"
+        )
+    return x.reshape(*x.shape[:batch_dims], math.prod(data_shape)).to(dtype)
+
+
 def _check_sizes(name: str, sizes: Sequence[int]) -> tuple[int, ...]:
     if not isinstance(sizes, Sequence) or isinstance(sizes, str):
         raise TypeError(f"{name} must be a sequence of positive ints, got {describe(sizes)}")
@@ -91,19 +125,26 @@ class MLP(nn.Sequential):
 class MLPEncoder(nn.Module):
     """Flattens data ``[..., *data_shape]`` and maps it to features ``[..., out_features]``.
 
-    The last layer is followed by the activation too: the features feed a guide's output heads.
+    h(x) = act(MLP(vec(x))), with vec(x) in R^prod(data_shape): the last layer is followed by the
+    activation too, since the features feed a guide's output heads. A scalar per datapoint
+    (``data_shape=()``, e.g. one count) is read as a vector of one feature; integer data is cast
+    to the weights' dtype.
 
     Arguments:
-        data_shape: Shape of one datapoint, e.g. ``(1, 28, 28)``.
+        data_shape: Shape of one datapoint, e.g. ``(1, 28, 28)``, ``(5,)`` or ``()``.
         hidden: Hidden layer sizes; the last one is ``out_features``.
         activation: One of :data:`ACTIVATIONS`.
+
+    Example:
+        >>> MLPEncoder((), [16])(torch.tensor([3.0, 0.0, 7.0])).shape
+        torch.Size([3, 16])
     """
 
     def __init__(
         self, data_shape: Sequence[int], hidden: Sequence[int], activation: str = "tanh"
     ) -> None:
         super().__init__()
-        self.data_shape = _check_shape("data_shape", data_shape)
+        self.data_shape = _check_data_shape("data_shape", data_shape)
         hidden = _check_sizes("hidden", hidden)
         if not hidden:
             raise ValueError("hidden must name at least one layer for an encoder, got []")
@@ -112,8 +153,71 @@ class MLPEncoder(nn.Module):
         self.out_features = hidden[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(-len(self.data_shape))
+        x = flatten_datapoints(x, self.data_shape, self.mlp[0].weight.dtype)
         return self.activation(self.mlp(x))
+
+
+class ConcatMLPEncoder(nn.Module):
+    """An MLP encoder of several inputs per datapoint: h(x, y) = act(MLP([vec(x), vec(y)])).
+
+    Each input ``[..., *data_shapes[i]]`` is flattened per datapoint (a scalar becomes one
+    feature, integers are cast to the weights' dtype) and the flat vectors are concatenated in the
+    order of the inputs, so the MLP reads ``sum_i prod(data_shapes[i])`` features. The inputs
+    must share their leading (batch) dimensions. Class labels are read as numbers: one-hot encode
+    them first, or use :class:`~pyro_vi.models.conditional.ConditionalEncoder`.
+
+    Arguments:
+        data_shapes: Shape of one datapoint of each input, e.g. ``[(5,), ()]``.
+        hidden: Hidden layer sizes; the last one is ``out_features``.
+        activation: One of :data:`ACTIVATIONS`.
+
+    Example:
+        >>> encoder = ConcatMLPEncoder([(5,), ()], [16])
+        >>> encoder(torch.randn(8, 5), torch.randn(8)).shape
+        torch.Size([8, 16])
+    """
+
+    def __init__(
+        self,
+        data_shapes: Sequence[Sequence[int]],
+        hidden: Sequence[int],
+        activation: str = "tanh",
+    ) -> None:
+        super().__init__()
+        if not isinstance(data_shapes, Sequence) or isinstance(data_shapes, str) or not data_shapes:
+            raise TypeError(
+                "data_shapes must be a non-empty list of datapoint shapes such as [(5,), ()], got "
+                f"{describe(data_shapes)}"
+            )
+        self.data_shapes = tuple(
+            _check_data_shape(f"data_shapes[{i}]", shape) for i, shape in enumerate(data_shapes)
+        )
+        hidden = _check_sizes("hidden", hidden)
+        if not hidden:
+            raise ValueError("hidden must name at least one layer for an encoder, got []")
+        in_features = sum(math.prod(shape) for shape in self.data_shapes)
+        self.mlp = MLP(in_features, hidden[:-1], hidden[-1], activation)
+        self.activation = ACTIVATIONS[activation]()
+        self.out_features = hidden[-1]
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if len(inputs) != len(self.data_shapes):
+            raise ValueError(
+                f"this encoder reads {len(self.data_shapes)} inputs (data_shapes="
+                f"{self.data_shapes}), got {len(inputs)}"
+            )
+        dtype = self.mlp[0].weight.dtype
+        flat = [
+            flatten_datapoints(x, shape, dtype, name=f"inputs[{i}]")
+            for i, (x, shape) in enumerate(zip(inputs, self.data_shapes, strict=True))
+        ]
+        batch_shapes = {tuple(f.shape[:-1]) for f in flat}
+        if len(batch_shapes) > 1:
+            raise ValueError(
+                "the inputs must share their batch dimensions (left of each data shape), got "
+                f"{[tuple(f.shape[:-1]) for f in flat]}"
+            )
+        return self.activation(self.mlp(torch.cat(flat, dim=-1)))
 
 
 class MLPDecoder(nn.Module):

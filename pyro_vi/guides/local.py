@@ -90,3 +90,10 @@ class LocalGuide(AmortizedGuide):
             return super().forward(*args, **kwargs)
         finally:
             self.encoder.index = None
+
+    def _batch_context(self, inputs: tuple[Any, ...], index: torch.Tensor | None) -> torch.Tensor:
+        # A model that subsamples its data plate: the table rows are the plate's indices (the
+        # datapoints' positions), not the positions 0..B-1 within the minibatch.
+        if index is not None:
+            self.encoder.index = index
+        return super()._batch_context(inputs, index)

@@ -240,8 +240,10 @@ def test_tuple_data_arg_errors():
         AmortizedGuide(model, torch.nn.Identity(), data_arg=())
     with pytest.raises(TypeError, match="data_arg must be a position"):
         AmortizedGuide(model, torch.nn.Identity(), data_arg=(0, 1.5))
-    with pytest.raises(ValueError, match="an encoder built from hidden sizes reads the data alone"):
-        AmortizedGuide(model, [4], data_arg=(0, 1))
+    # Hidden sizes build an MLP over both arguments, flattened per datapoint and concatenated.
+    built = AmortizedGuide(model, [4], data_arg=(0, 1))
+    assert built(torch.randn(4, 1), torch.randn(4))["z"].shape == (4, 2)
+    assert built.encoder.data_shapes == ((1,), ())
     guide = AmortizedGuide(model, ConditionalEncoder(MLPEncoder((1,), [4]), 2), data_arg=(0, "y"))
     with pytest.raises(ValueError, match=r"data_arg=\(0, 'y'\) names no argument 'y'"):
         guide(torch.randn(4, 1), torch.zeros(4, dtype=torch.long))

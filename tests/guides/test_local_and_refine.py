@@ -1,6 +1,7 @@
 """Per-datapoint (non-amortized) guides, semi-amortized refinement and the amortization gap."""
 
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 
@@ -76,3 +77,24 @@ def test_refine_rejects_other_guides():
         refine(model, guide, torch.zeros(2, 1, 8, 8))
     with pytest.raises(ValueError, match="estimator must be 'elbo' or 'stl'"):
         refine(model, AmortizedGuide(model, [4]), torch.zeros(2, 1, 8, 8), estimator="iwae")
+
+
+def test_local_guide_of_a_subsampling_model_reads_the_drawn_datapoints():
+    # The model draws its own minibatch; each drawn datapoint must get its own row of the table
+    # (the plate's indices), not the row of its position in the minibatch.
+    x = torch.arange(10.0)
+
+    def model(x):
+        with pyro.plate("data", len(x), subsample_size=3) as index:
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x[index])
+
+    guide = LocalGuide(model, num_data=10, family="diagonal")
+    guide(x)  # builds the table
+    with torch.no_grad():
+        guide.encoder.table.copy_(torch.arange(10.0).unsqueeze(-1).expand_as(guide.encoder.table))
+    seen = []
+    guide.encoder.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    trace = pyro.poutine.trace(guide).get_trace(x)
+    index = trace.nodes["data"]["value"]
+    torch.testing.assert_close(seen[-1][:, 0], index.to(seen[-1].dtype))
