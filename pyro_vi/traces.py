@@ -34,6 +34,7 @@ PARTICLE_PLATE = "num_particles_vectorized"
 __all__ = [
     "PARTICLE_PLATE",
     "DataPlate",
+    "Probe",
     "ProgramTraces",
     "find_data_plate",
     "guess_plate_nesting",
@@ -43,6 +44,7 @@ __all__ = [
     "log_prob_of",
     "no_rng_side_effects",
     "plate_names",
+    "probe_program",
     "run_program",
     "sites_depending_on",
 ]
@@ -171,6 +173,7 @@ def run_program(
     num_particles: int = 1,
     plate_nesting: int = 0,
     detach_samples: bool = False,
+    enumerate_model: bool = False,
 ) -> ProgramTraces:
     """Run ``guide``, then ``model`` replayed against the guide's whole trace.
 
@@ -183,6 +186,9 @@ def run_program(
         num_particles: Particles drawn in one vectorized run.
         plate_nesting: How many plate dimensions the program uses.
         detach_samples: Detach every latent as it is drawn (score-function estimators).
+        enumerate_model: Enumerate the model's latents marked ``infer={"enumerate":
+            "parallel"}`` that the guide does not sample, in dims left of every plate (the
+            particle plate included): their values are all of their support, broadcast.
 
     Returns:
         The :class:`ProgramTraces`.
@@ -207,9 +213,13 @@ def run_program(
         raw_guide = guide_run.get_trace(*args, **kwargs)
     # The whole guide trace, subsample sites included: the model's subsampled plates then reuse
     # the guide's indices, and each latent meets its own datapoint's likelihood.
-    raw_model = poutine.trace(poutine.replay(vectorized(model), trace=raw_guide)).get_trace(
-        *args, **kwargs
-    )
+    replayed = vectorized(model)
+    if enumerate_model:
+        # Outside the particle plate, so that a site's distribution is broadcast over the
+        # particles before its support is enumerated (as Pyro's TraceEnum_ELBO orders them).
+        first_dim = -plate_nesting - (2 if particle_dim is not None else 1)
+        replayed = poutine.enum(replayed, first_available_dim=first_dim)
+    raw_model = poutine.trace(poutine.replay(replayed, trace=raw_guide)).get_trace(*args, **kwargs)
     return ProgramTraces(
         model_trace=prune_subsample_sites(raw_model),
         guide_trace=prune_subsample_sites(raw_guide),
@@ -220,9 +230,24 @@ def run_program(
     )
 
 
-def guess_plate_nesting(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> int:
-    """How many plate dimensions model and guide use: the largest ``-dim`` of their vectorized
-    plates, found by running the guide and the model replayed against it once.
+@dataclass(frozen=True)
+class Probe:
+    """What one structural run of a program shows.
+
+    Attributes:
+        plate_nesting: The largest ``-dim`` of the vectorized plates of model and guide.
+        model_enumerated: Latent sites of the model, absent from the guide, marked
+            ``infer={"enumerate": "parallel"}``: they are summed out of log p.
+        guide_enumerated: Sites of the guide marked for enumeration.
+    """
+
+    plate_nesting: int
+    model_enumerated: tuple[str, ...] = ()
+    guide_enumerated: tuple[str, ...] = ()
+
+
+def probe_program(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Probe:
+    """Run the guide and the model replayed against it once, and describe their structure.
 
     Nothing is recorded by outer handlers and the random number generators are restored, so a
     seeded first step draws what every later seeded step would.
@@ -237,7 +262,26 @@ def guess_plate_nesting(model: Callable, guide: Callable, args: tuple, kwargs: d
         for frame in site["cond_indep_stack"]
         if frame.vectorized
     ]
-    return max(dims, default=0)
+
+    def marked(trace: poutine.Trace, exclude: poutine.Trace | None) -> tuple[str, ...]:
+        return tuple(
+            name
+            for name, site in trace.nodes.items()
+            if is_latent(site)
+            and site["infer"].get("enumerate")
+            and (exclude is None or name not in exclude.nodes)
+        )
+
+    return Probe(
+        plate_nesting=max(dims, default=0),
+        model_enumerated=marked(traces.model_trace, traces.guide_trace),
+        guide_enumerated=marked(traces.guide_trace, None),
+    )
+
+
+def guess_plate_nesting(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> int:
+    """How many plate dimensions model and guide use (:func:`probe_program`)."""
+    return probe_program(model, guide, args, kwargs).plate_nesting
 
 
 # -- the data plate ---------------------------------------------------------------------------

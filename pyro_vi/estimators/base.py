@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from pyro.infer import ELBO
+from pyro.infer import ELBO, TraceEnum_ELBO
 
 from pyro_vi._checks import check_int, describe
 from pyro_vi.estimators.core import (
@@ -37,10 +38,9 @@ from pyro_vi.estimators.core import (
     Structure,
     check_program,
     compute_log_weights,
-    plate_nesting,
 )
 from pyro_vi.estimators.groups import parameter_groups
-from pyro_vi.traces import ProgramTraces
+from pyro_vi.traces import Probe, ProgramTraces, probe_program
 
 # How many (model, guide) pairs an estimator remembers the structure of.
 _CACHE_SIZE = 8
@@ -69,6 +69,8 @@ class Estimator(ELBO):
     detach_latents: bool = False
     #: Use closed-form KL(q || p) where registered.
     analytic_kl: bool = False
+    #: Whether guide sites marked for enumeration are summed out (by Pyro's TraceEnum_ELBO).
+    enumerates_guide: bool = False
     #: Whether a ``pyro.factor`` in the guide is accepted (not by gradients that score the guide's
     #: density at fixed latents).
     guide_factors: bool = True
@@ -101,7 +103,8 @@ class Estimator(ELBO):
         super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
         self.data_plate = data_plate
         self.max_plate_nesting = max_plate_nesting
-        self._programs: dict[Any, tuple[int, Structure]] = {}
+        self._programs: dict[Any, _Program] = {}
+        self._enumerator: ELBO | None = None
 
     # -- what subclasses implement ------------------------------------------------------------
 
@@ -150,36 +153,68 @@ class Estimator(ELBO):
         The program is validated (Pyro's checks and this package's) on the first call for a
         (model, guide) pair; what is learned then (plate nesting, dependencies) is reused.
         """
-        key = _key(model, guide)
-        known = self._programs.get(key) if key is not None else None
-        if known is None:
-            nesting = (
-                self.max_plate_nesting
-                if self.max_plate_nesting is not None
-                else plate_nesting(model, guide, args, kwargs)
-            )
-            structure, validate = None, self._validate
-        else:
-            (nesting, structure), validate = known, None
+        program = self._program(model, guide, args, kwargs)
+        if program.probe.guide_enumerated:
+            raise ValueError(self._guide_enumeration_refusal(program.probe))
         weights = compute_log_weights(
             model,
             guide,
             args,
             kwargs,
             num_particles=self.particles(),
-            plate_nesting=nesting,
+            plate_nesting=program.nesting,
             data_plate=self.data_plate,
             detach_latents=self.detach_latents,
             analytic_kl=self.analytic_kl,
             vectorize=self.vectorize_particles,
-            structure=structure,
-            validate=validate,
+            enumerate_model=bool(program.probe.model_enumerated),
+            structure=program.structure,
+            validate=self._validate if program.structure is None else None,
         )
-        if known is None and key is not None:
+        program.structure = weights.structure
+        return weights
+
+    def _program(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> _Program:
+        """What is known of a (model, guide) pair, probed by one run on its first call."""
+        key = _key(model, guide)
+        known = self._programs.get(key) if key is not None else None
+        if known is not None:
+            return known
+        probe = probe_program(model, guide, args, kwargs)
+        nesting = self.max_plate_nesting
+        program = _Program(probe.plate_nesting if nesting is None else nesting, probe)
+        if key is not None:
             if len(self._programs) >= _CACHE_SIZE:
                 self._programs.pop(next(iter(self._programs)))
-            self._programs[key] = (nesting, weights.structure)
-        return weights
+            self._programs[key] = program
+        return program
+
+    def _guide_enumeration_refusal(self, probe: Probe) -> str:
+        return (
+            f"the guide marks {list(probe.guide_enumerated)} for enumeration "
+            "(infer={'enumerate': ...}); the "
+            f"{self.name!r} estimator sums out enumerated sites of the model only (mark the "
+            "model's site and leave it out of the guide), and 'elbo' sums out the guide's through "
+            "Pyro's TraceEnum_ELBO"
+        )
+
+    def _enumerating(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> ELBO | None:
+        """Pyro's TraceEnum_ELBO for a guide with enumerated sites, for estimators that delegate
+        them (``enumerates_guide``); ``None`` for every other program."""
+        if not self.enumerates_guide:
+            return None
+        program = self._program(model, guide, args, kwargs)
+        if not program.probe.guide_enumerated:
+            return None
+        if self._enumerator is None:
+            self._enumerator = TraceEnum_ELBO(
+                num_particles=self.num_particles,
+                max_plate_nesting=program.nesting,
+                vectorize_particles=self.vectorize_particles and self.num_particles > 1,
+            )
+        return self._enumerator
 
     def _validate(self, traces: ProgramTraces, nesting: int) -> None:
         check_program(
@@ -238,6 +273,9 @@ class Estimator(ELBO):
         self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
     ) -> torch.Tensor:
         """Minus the bound as a tensor whose gradient is the estimator's gradient."""
+        enumerator = self._enumerating(model, guide, args, kwargs)
+        if enumerator is not None:
+            return enumerator.differentiable_loss(model, guide, *args, **kwargs)
         bound, surrogate, groups = self._prepare(model, guide, args, kwargs)
         if groups is None:
             return -surrogate
@@ -249,6 +287,9 @@ class Estimator(ELBO):
 
     def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """Minus the bound, a float (no gradients are computed)."""
+        enumerator = self._enumerating(model, guide, args, kwargs)
+        if enumerator is not None:
+            return enumerator.loss(model, guide, *args, **kwargs)
         with torch.no_grad():
             weights = self.log_weights(model, guide, *args, **kwargs)
             return -float(self.total(weights, self.bound(weights.log_w)))
@@ -258,6 +299,9 @@ class Estimator(ELBO):
 
         A program with nothing to train (no parameter reaches the bound) gets no backward pass.
         """
+        enumerator = self._enumerating(model, guide, args, kwargs)
+        if enumerator is not None:
+            return enumerator.loss_and_grads(model, guide, *args, **kwargs)
         bound, surrogate, groups = self._prepare(model, guide, args, kwargs)
         if groups is None:
             if surrogate.requires_grad:
@@ -270,6 +314,15 @@ class Estimator(ELBO):
         if loss != loss:
             warnings.warn(f"the {self.name!r} loss is NaN", stacklevel=2)
         return loss
+
+
+@dataclass
+class _Program:
+    """What an estimator knows of a (model, guide) pair after its first call."""
+
+    nesting: int
+    probe: Probe
+    structure: Structure | None = None
 
 
 def leave_one_out_signal(

@@ -30,6 +30,7 @@ plate, or a loop); :func:`check_program` validates the pair on an estimator's fi
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +111,18 @@ def choose_columns(
     )
     if guide_outside:
         return Columns(plate, False, 1.0, f"guide sites {guide_outside} lie outside the data plate")
+    enumerated_outside = sorted(
+        name
+        for name, site in traces.model_trace.nodes.items()
+        if _is_enumerated(site) and plate.name not in plate_names(site)
+    )
+    if enumerated_outside:
+        return Columns(
+            plate,
+            False,
+            1.0,
+            f"enumerated sites {enumerated_outside} lie outside the data plate",
+        )
     outside = _observed_outside(traces.model_trace, plate)
     dependent = outside if dependent_sites is None else outside & dependent_sites
     if dependent:
@@ -186,6 +199,8 @@ class Pass:
         lies in the data plate and the columns are per datapoint (the column scale divided
         out), else to ``[K]``. Returns (tensor, whether it is per datapoint)."""
         full = self.plate_nesting + (1 if self.traces.particle_dim is not None else 0)
+        while term.dim() > full and term.shape[0] == 1:
+            term = term.squeeze(0)  # an enumeration dim this site does not depend on
         if term.dim() > full:
             raise ValueError(
                 f"site {site['name']!r} has batch shape {tuple(term.shape)} with dimensions left "
@@ -425,16 +440,13 @@ def check_program(
     from pyro.util import check_model_guide_match, check_site_shape
 
     model_trace, guide_trace = traces.model_trace, traces.guide_trace
-    for trace in (model_trace, guide_trace):
-        for name, site in trace.nodes.items():
-            enumerate_ = site["type"] == "sample" and site["infer"].get("enumerate")
-            if enumerate_:
-                raise NotImplementedError(
-                    f"site {name!r} is marked infer={{'enumerate': {enumerate_!r}}}: the "
-                    f"{estimator!r} estimator does not sum out enumerated sites and would only "
-                    "sample them; remove the mark to sample the site (score-function gradients), "
-                    "or use Pyro's TraceEnum_ELBO"
-                )
+    for name, site in model_trace.nodes.items():
+        mark = site["type"] == "sample" and site["infer"].get("enumerate")
+        if mark and name not in guide_trace.nodes and mark != "parallel":
+            raise NotImplementedError(
+                f"site {name!r} is marked infer={{'enumerate': {mark!r}}}: the model's latents "
+                "are summed out in parallel only; mark it 'parallel'"
+            )
     nesting = plate_nesting + (1 if traces.particle_dim is not None else 0)
     check_model_guide_match(traces.raw_model_trace, traces.raw_guide_trace, nesting)
     _check_sites_match(model_trace, guide_trace)
@@ -511,7 +523,11 @@ def _check_undeclared_dims(site: dict, nesting: int, particle_dim: int | None) -
 
 
 def _check_sites_match(model_trace: poutine.Trace, guide_trace: poutine.Trace) -> None:
-    model_latents = {name for name, site in model_trace.nodes.items() if is_latent(site)}
+    model_latents = {
+        name
+        for name, site in model_trace.nodes.items()
+        if is_latent(site) and not _is_enumerated(site)
+    }
     guide_latents = {name for name, site in guide_trace.nodes.items() if is_latent(site)}
     auxiliary = {
         name
@@ -574,7 +590,11 @@ def _unordered_sites(model_trace: poutine.Trace, guide_trace: poutine.Trace) -> 
     """Latents whose closed-form KL would be wrong: the model draws another latent before them
     that the guide draws after them."""
     guide_order = [name for name, site in guide_trace.nodes.items() if is_latent(site)]
-    model_order = [name for name, site in model_trace.nodes.items() if is_latent(site)]
+    model_order = [
+        name
+        for name, site in model_trace.nodes.items()
+        if is_latent(site) and name in guide_trace.nodes
+    ]
     position = {name: i for i, name in enumerate(guide_order)}
     bad = []
     for i, name in enumerate(model_order):
@@ -640,21 +660,17 @@ def run_particles(
     plate_nesting: int,
     vectorize: bool = True,
     detach_latents: bool = False,
+    enumerate_model: bool = False,
 ) -> list[ProgramTraces]:
     """The runs behind K particles: one vectorized run, or K runs of one particle."""
+    options = {
+        "plate_nesting": plate_nesting,
+        "detach_samples": detach_latents,
+        "enumerate_model": enumerate_model,
+    }
     if vectorize or num_particles == 1:
         try:
-            return [
-                run_program(
-                    model,
-                    guide,
-                    args,
-                    kwargs,
-                    num_particles=num_particles,
-                    plate_nesting=plate_nesting,
-                    detach_samples=detach_latents,
-                )
-            ]
+            return [run_program(model, guide, args, kwargs, num_particles=num_particles, **options)]
         except (RuntimeError, ValueError, IndexError, AssertionError) as error:
             if num_particles == 1:
                 raise
@@ -690,6 +706,7 @@ def compute_log_weights(
     detach_latents: bool = False,
     analytic_kl: bool = False,
     vectorize: bool = True,
+    enumerate_model: bool = False,
     structure: Structure | None = None,
     validate: Callable[[ProgramTraces, int], None] | None = None,
 ) -> LogWeights:
@@ -704,6 +721,8 @@ def compute_log_weights(
         analytic_kl: Replace log p(z) - log q(z) of a latent by -KL(q || p) where torch has
             the closed form, except for latents in ``structure.unordered``.
         vectorize: One run with a particle plate (else K runs of one particle).
+        enumerate_model: Sum the model's latents marked ``infer={"enumerate": "parallel"}`` (and
+            absent from the guide) out of log p, exactly: log p(x, z) = log sum_c p(x, z, c).
         structure: Facts learned on a first call (:func:`learn_structure`); learned here when
             ``None``.
         validate: Called with the first run's traces and the plate nesting (an estimator's
@@ -723,6 +742,7 @@ def compute_log_weights(
         plate_nesting=plate_nesting,
         vectorize=vectorize,
         detach_latents=detach_latents,
+        enumerate_model=enumerate_model,
     )
     if validate is not None:
         validate(runs[0], plate_nesting)
@@ -772,24 +792,101 @@ def _log_weight_terms(
     run: Pass, analytic_kl: bool, unordered: frozenset[str]
 ) -> list[tuple[dict, torch.Tensor]]:
     """Signed per-site terms of log w: + log p of every model site, - log q of every guide site
-    (or - KL(q || p) for a latent with a closed-form KL when ``analytic_kl``)."""
-    terms = []
-    replaced = set()
+    (or - KL(q || p) for a latent with a closed-form KL when ``analytic_kl``); the model's sites
+    that depend on enumerated latents are summed over them into one term."""
+    terms, marginalized = _marginalized_terms(run)
+    with_kl = set()
     for name, site in run.model_trace.nodes.items():
-        if site["type"] != "sample":
+        if site["type"] != "sample" or name in marginalized:
             continue
         if analytic_kl and is_latent(site) and name not in unordered:
             guide_site = run.guide_trace.nodes[name]
             kl = _analytic_kl(guide_site, site)
             if kl is not None:
                 terms.append((site, -scaled_and_masked(kl, guide_site)))
-                replaced.add(name)
+                with_kl.add(name)
                 continue
         terms.append((site, log_prob_of(site)))
     for name, site in run.guide_trace.nodes.items():
-        if site["type"] == "sample" and name not in replaced:
+        if site["type"] == "sample" and name not in with_kl:
             terms.append((site, -log_prob_of(site)))
     return terms
+
+
+def _is_enumerated(site: dict) -> bool:
+    return site["type"] == "sample" and site["infer"].get("_enumerate_dim") is not None
+
+
+def _marginalized_terms(run: Pass) -> tuple[list[tuple[dict, torch.Tensor]], set[str]]:
+    """log sum_c p(x, z, c) over the model's enumerated latents c, as one term in the plates the
+    columns keep (the particle plate, and the data plate for per-datapoint columns); the other
+    plates are contracted as products, by Pyro's tensor variable elimination.
+
+    Returns ([(pseudo-site, term)], names of the sites summed into it); no term and an empty
+    set without enumerated sites.
+    """
+    trace = run.model_trace
+    if not any(_is_enumerated(site) for site in trace.nodes.values()):
+        return [], set()
+    from pyro.ops import packed
+    from pyro.ops.contract import contract_to_tensor
+
+    sites = [site for site in trace.nodes.values() if site["type"] == "sample"]
+    for site in sites:
+        log_prob_of(site)
+    trace.pack_tensors()
+    sum_dims = {site["infer"]["_enumerate_symbol"] for site in sites if _is_enumerated(site)}
+    factors: dict[frozenset, list] = {}
+    involved, scales = [], set()
+    for site in sites:
+        log_prob = site["packed"]["unscaled_log_prob"]
+        if not sum_dims & set(log_prob._pyro_dims):
+            continue
+        # The mask inside the sum, the scale outside it (as Pyro's TraceEnum_ELBO does).
+        masked = packed.scale_and_mask(log_prob, mask=site["packed"]["mask"])
+        ordinal = frozenset(
+            trace.plate_to_symbol[frame.name]
+            for frame in site["cond_indep_stack"]
+            if frame.vectorized
+        )
+        factors.setdefault(ordinal, []).append(masked)
+        involved.append(site)
+        scale = site["scale"]
+        scales.add(
+            float(scale) if not isinstance(scale, torch.Tensor) else float(scale.reshape(-1)[0])
+        )
+        if isinstance(scale, torch.Tensor) and scale.numel() > 1:
+            raise ValueError(
+                f"site {site['name']!r} depends on an enumerated latent and has a tensor scale; "
+                "enumeration takes one scalar scale for the sites it sums"
+            )
+    if len(scales) > 1:
+        raise ValueError(
+            f"the sites {[site['name'] for site in involved]} depend on enumerated latents but "
+            f"have different scales {sorted(scales)}; enumeration needs one common scale"
+        )
+    kept = [
+        frame
+        for frame in involved[0]["cond_indep_stack"]
+        if frame.vectorized
+        and (
+            frame.name == PARTICLE_PLATE
+            or (run.columns.per_datapoint and frame.name == run.columns.plate.name)
+        )
+    ]
+    target = frozenset(trace.plate_to_symbol[frame.name] for frame in kept)
+    tree = OrderedDict(sorted(factors.items(), key=lambda item: len(item[0])))
+    log_marginal = contract_to_tensor(tree, sum_dims, target_ordinal=target)
+    log_marginal = packed.unpack(log_marginal, trace.symbol_to_dim)
+    (scale,) = scales
+    pseudo = {
+        "type": "sample",
+        "name": "+".join(site["name"] for site in involved),
+        "cond_indep_stack": tuple(kept),
+        "scale": scale,
+        "mask": None,
+    }
+    return [(pseudo, log_marginal * scale)], {site["name"] for site in involved}
 
 
 def _analytic_kl(guide_site: dict, model_site: dict) -> torch.Tensor | None:

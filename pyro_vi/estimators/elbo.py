@@ -22,6 +22,8 @@ class TraceELBO(Estimator):
 
     Gradients are reparameterized where the guide allows; a latent without ``rsample`` gets a
     score-function term with a leave-one-out baseline over the K particles (none when K = 1).
+    Model sites marked ``infer={"enumerate": "parallel"}`` are summed out of log p; a guide with
+    enumerated sites is handed to Pyro's ``TraceEnum_ELBO``, which sums them out exactly.
 
     Example:
         >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), loss=TraceELBO(num_particles=4))
@@ -29,6 +31,7 @@ class TraceELBO(Estimator):
 
     name = "elbo"
     requires_reparam = False
+    enumerates_guide = True
 
     def bound(self, log_w: torch.Tensor) -> torch.Tensor:
         """(1/K) sum_k log w_k per column."""
@@ -56,6 +59,7 @@ class MeanFieldELBO(TraceELBO):
 
     name = "meanfield"
     analytic_kl = True
+    enumerates_guide = False
 
 
 class ScoreFunctionELBO(TraceELBO):
@@ -72,6 +76,7 @@ class ScoreFunctionELBO(TraceELBO):
 
     name = "score"
     detach_latents = True
+    enumerates_guide = False
 
     def __init__(
         self,
@@ -120,6 +125,7 @@ class STL(TraceELBO):
 
     name = "stl"
     requires_reparam = True
+    enumerates_guide = False
     guide_factors = False
 
     def guide_surrogate(self, weights: LogWeights) -> torch.Tensor:

@@ -1,0 +1,137 @@
+"""Enumerated latents: the model's are summed out of log p exactly by every estimator; the
+guide's are summed out by ``elbo`` (through Pyro's TraceEnum_ELBO) and refused by the others."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from cases import OPTIONS
+from pyro.infer import TraceEnum_ELBO
+
+from pyro_vi.estimators import ESTIMATORS, get
+
+F64 = torch.float64
+NAMES = sorted(ESTIMATORS)
+PROBS = torch.tensor([0.3, 0.7], dtype=F64)
+LOCS = torch.tensor([-1.0, 1.5], dtype=F64)
+NOISE = torch.tensor(0.8, dtype=F64)
+
+
+def t(value):
+    return torch.as_tensor(value, dtype=F64)
+
+
+def mixture_model(x):
+    with pyro.plate("data", len(x)):
+        c = pyro.sample("c", dist.Categorical(PROBS), infer={"enumerate": "parallel"})
+        pyro.sample("x", dist.Normal(LOCS[c], NOISE), obs=x)
+
+
+def mixture_evidence(x):
+    components = dist.Normal(LOCS, NOISE).log_prob(x.unsqueeze(-1))
+    return torch.logsumexp(PROBS.log() + components, -1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_model_with_only_enumerated_latents_has_its_exact_evidence(name):
+    # Nothing is sampled: every log-weight is log sum_c p(c) p(x_i | c), exactly.
+    x = t([0.3, -1.2, 2.0, 0.9])
+    weights = get(name, **OPTIONS[name]).log_weights(mixture_model, lambda x: None, x)
+    expected = mixture_evidence(x).expand_as(weights.log_w)
+    torch.testing.assert_close(weights.log_w, expected, rtol=0, atol=1e-12)
+
+
+def nested_model(x):
+    # A continuous latent per datapoint, a discrete one per datapoint and feature (x is [D, N]
+    # under automatic dims: "data" at dim -1, "features" at -2).
+    with pyro.plate("data", x.shape[-1]):
+        z = pyro.sample("z", dist.Normal(t(0.0), t(1.0)))
+        with pyro.plate("features", x.shape[0]):
+            c = pyro.sample("c", dist.Categorical(PROBS), infer={"enumerate": "parallel"})
+            pyro.sample("x", dist.Normal(z + LOCS[c], NOISE), obs=x)
+
+
+def nested_guide(x):
+    with pyro.plate("data", x.shape[-1]):
+        pyro.sample("z", dist.Normal(x.mean(0) / 2, t(0.7)))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "meanfield"])
+@pytest.mark.parametrize("particles", [1, 4])
+def test_enumeration_in_a_nested_plate_under_the_data_plate(name, particles):
+    # log w_ik = log p(z_ik) + sum_j log sum_c p(c) p(x_ji | z_ik, c) - log q(z_ik | x_i): the
+    # sum over c per (datapoint, feature), the product over features, per datapoint.
+    if particles == 1 and name == "vimco":
+        pytest.skip("vimco needs two particles")
+    x = t([[0.3, -1.2, 2.0, 0.9], [1.0, 0.1, -0.5, 0.2], [0.0, 0.0, 1.0, -1.0]])
+    options = dict(OPTIONS[name])
+    if name in ("miwae", "piwae"):
+        options.update(num_outer=1, num_inner=particles)
+    else:
+        options["num_particles"] = particles
+    weights = get(name, **options).log_weights(nested_model, nested_guide, x)
+    z = weights.guide_trace.nodes["z"]["value"].reshape(particles, -1)
+    prior = dist.Normal(t(0.0), t(1.0)).log_prob(z)
+    guide = dist.Normal(x.mean(0) / 2, t(0.7)).log_prob(z)
+    components = dist.Normal(z[:, None, :, None] + LOCS, NOISE).log_prob(x[None, :, :, None])
+    likelihood = torch.logsumexp(PROBS.log() + components, -1).sum(1)
+    torch.testing.assert_close(weights.log_w, prior + likelihood - guide, rtol=0, atol=1e-12)
+
+
+def test_a_global_enumerated_latent_makes_the_weights_joint():
+    # One discrete latent shared by all datapoints: p(x) = sum_c p(c) prod_i p(x_i | c) does
+    # not split per datapoint.
+    x = t([0.3, -1.2, 2.0])
+
+    def model(x):
+        c = pyro.sample("c", dist.Categorical(PROBS), infer={"enumerate": "parallel"})
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Normal(LOCS[c], NOISE), obs=x)
+
+    weights = get("iwae", num_particles=3).log_weights(model, lambda x: None, x)
+    components = dist.Normal(LOCS, NOISE).log_prob(x.unsqueeze(-1)).sum(0)
+    expected = torch.logsumexp(PROBS.log() + components, -1)
+    assert weights.log_w.shape == (3, 1)
+    torch.testing.assert_close(weights.log_w, expected.expand(3, 1), rtol=0, atol=1e-12)
+
+
+def enumerated_guide(x):
+    probs = pyro.param(
+        "probs", t([0.5, 0.5]).expand(len(x), 2).clone(), constraint=dist.constraints.simplex
+    )
+    with pyro.plate("data", len(x)):
+        pyro.sample("c", dist.Categorical(probs), infer={"enumerate": "parallel"})
+
+
+def plain_mixture_model(x):
+    with pyro.plate("data", len(x)):
+        c = pyro.sample("c", dist.Categorical(PROBS))
+        pyro.sample("x", dist.Normal(LOCS[c], NOISE), obs=x)
+
+
+def test_elbo_sums_the_guides_enumerated_sites_through_trace_enum_elbo():
+    x = t([0.3, -1.2, 2.0, 0.9])
+    ours = get("elbo").differentiable_loss(plain_mixture_model, enumerated_guide, x)
+    (ours_grad,) = torch.autograd.grad(ours, [pyro.param("probs").unconstrained()])
+    theirs = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(
+        plain_mixture_model, enumerated_guide, x
+    )
+    (their_grad,) = torch.autograd.grad(theirs, [pyro.param("probs").unconstrained()])
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(ours_grad, their_grad)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "elbo"])
+def test_enumerated_guide_sites_are_refused_not_sampled(name):
+    with pytest.raises(ValueError, match=r"guide marks \['c'\] for enumeration.*'elbo'"):
+        get(name, **OPTIONS[name]).loss(plain_mixture_model, enumerated_guide, t([0.3, 1.0]))
+
+
+def test_sequential_enumeration_in_the_model_is_refused():
+    def model(x):
+        with pyro.plate("data", len(x)):
+            c = pyro.sample("c", dist.Categorical(PROBS), infer={"enumerate": "sequential"})
+            pyro.sample("x", dist.Normal(LOCS[c], NOISE), obs=x)
+
+    with pytest.raises(NotImplementedError, match="sequential"):
+        get("iwae").loss(model, lambda x: None, t([0.3, 1.0]))
