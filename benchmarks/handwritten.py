@@ -221,6 +221,34 @@ class ScoreFunction(Fused):
 # -- multi-sample bounds -----------------------------------------------------------------------
 
 
+class VIMCO(ScoreFunction):
+    """``"vimco"``: IWAE with REINFORCE gradients, z detached: the surrogate
+    IWAE(log w) + sum_k (log q_k - stop(log q_k)) (IWAE(log w) - IWAE(log w with log w_k replaced
+    by the mean of the others)), as :class:`pyro_vi.estimators.VIMCO`."""
+
+    def __init__(self, model: Any, guide: Any, num_particles: int = 5) -> None:
+        super().__init__(model, guide, num_particles)
+
+    def reduce(self, log_w: torch.Tensor) -> torch.Tensor:
+        return iwae_bound(log_w)
+
+    def loss_and_grads(self, x: torch.Tensor) -> float:
+        log_w, log_q = self._terms(x)
+        signal = log_w.detach()
+        count = signal.shape[0]
+        others = (signal.sum(0, keepdim=True) - signal) / (count - 1)
+        left_out = torch.stack(
+            [
+                iwae_bound(torch.cat([signal[:k], others[k : k + 1], signal[k + 1 :]]))
+                for k in range(count)
+            ]
+        )
+        score = (log_q - log_q.detach()) * (iwae_bound(signal) - left_out)
+        bound = iwae_bound(log_w).sum()
+        (-(bound + score.sum())).backward()
+        return -float(bound.detach())
+
+
 class Renyi(Fused):
     """``"renyi"``: 1/(1 - alpha) log mean_k w_k^(1 - alpha)."""
 
@@ -386,6 +414,7 @@ HANDWRITTEN: dict[str, type[Fused]] = {
     "piwae": PIWAE,
     "stl": STL,
     "dreg": DReG,
+    "vimco": VIMCO,
 }
 
 #: Single-backward formulations of the same gradient, where one exists.

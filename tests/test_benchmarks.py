@@ -50,7 +50,8 @@ def test_speed_smoke_writes_valid_json(speed, tmp_path):
     for key in ("device_name", "torch", "pyro", "python", "torch_threads", "date"):
         assert env[key], key
     rows = {(row["estimator"], row["K"]) for row in loaded["rows"]}
-    assert rows == {(name, k) for name in speed.ESTIMATORS for k in loaded["settings"]["ks"]}
+    expected = {(name, k) for name in speed.ESTIMATORS for k in loaded["settings"]["ks"]}
+    assert rows == {(name, k) for name, k in expected if speed.runs_at(name, k)}
     for row in loaded["rows"]:
         assert {"library", "handwritten"} <= set(row["variants"])
         for variant in row["variants"].values():
@@ -76,6 +77,7 @@ CASES = [
     (name, k, one_backward)
     for name in estimators.ESTIMATORS
     for k in (1, 6)
+    if not (name == "vimco" and k == 1)  # VIMCO's leave-one-out needs two particles
     for one_backward in ((False, True) if name in ("stl", "dreg") else (False,))
 ]
 IDS = [f"{name}-K{k}" + ("-1bw" if one else "") for name, k, one in CASES]

@@ -181,6 +181,8 @@ class Pass:
     traces: ProgramTraces
     columns: Columns
     plate_nesting: int
+    model_terms: list[tuple[dict, torch.Tensor]] = field(default_factory=list, repr=False)
+    guide_terms: list[tuple[dict, torch.Tensor]] = field(default_factory=list, repr=False)
 
     @property
     def num_particles(self) -> int:
@@ -360,6 +362,49 @@ class LogWeights:
             correction = torch.cat(rows) if len(rows) > 1 else rows[0]
             self._stl = self.log_w + correction
         return self._stl
+
+    def score_tables(self) -> list[tuple[str, dict, torch.Tensor, torch.Tensor]]:
+        """For each guide site that needs a score-function term: (name, its infer dict, log q of
+        the site ``[K, M]``, its *downstream cost* ``[K, M]``).
+
+        The downstream cost of site s is the part of log w that can depend on z_s: the guide's
+        terms from s on, in the guide's order, and the model's terms from the first model site
+        whose value or distribution can read z_s on (the model's copy of s or of a latent the
+        guide draws after s, in the model's order). Terms before that do not depend on z_s,
+        and leaving them out of s's score term (Rao-Blackwellization by execution order, as
+        Pyro's TraceGraph_ELBO does) removes their variance without bias; the data plate's
+        columns already separate datapoints.
+        """
+        tables = []
+        for name in self.score_sites:
+            log_q, costs = [], []
+            for run in self.passes:
+                guide_names = [
+                    n for n, site in run.guide_trace.nodes.items() if site["type"] == "sample"
+                ]
+                after = set(guide_names[guide_names.index(name) :])
+                model_names = [
+                    n for n, site in run.model_trace.nodes.items() if site["type"] == "sample"
+                ]
+                reached = [i for i, n in enumerate(model_names) if n in after]
+                first = min(reached) if reached else len(model_names)
+                model_after = set(model_names[first:])
+                chosen = [
+                    (site, term)
+                    for site, term in run.model_terms
+                    if site["name"] in model_after or site["name"] not in run.model_trace.nodes
+                ]
+                chosen += [(site, term) for site, term in run.guide_terms if site["name"] in after]
+                costs.append(run.arrange(chosen)[0])
+                site = run.guide_trace.nodes[name]
+                log_q.append(run.arrange([(site, log_prob_of(site))])[0])
+            infer = self.passes[0].guide_trace.nodes[name]["infer"]
+            tables.append((name, infer, _rows(log_q), _rows(costs)))
+        return tables
+
+
+def _rows(tables: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(tables) if len(tables) > 1 else tables[0]
 
 
 def scores_fresh_values(fn: Any) -> bool:
@@ -674,9 +719,10 @@ def run_particles(
         except (RuntimeError, ValueError, IndexError, AssertionError) as error:
             if num_particles == 1:
                 raise
-            raise type(error)(
-                f"{error}\n(pyro_vi ran the program with {num_particles} particles vectorized "
-                f"in a plate at dim={-plate_nesting - 1}, left of its plates; a program that "
+            raise ValueError(
+                f"{type(error).__name__}: {error}\n(pyro_vi ran the program with "
+                f"{num_particles} particles vectorized in a plate at dim={-plate_nesting - 1}, "
+                "left of its plates; a program that "
                 "cannot be vectorized over particles, e.g. one that checks shapes or branches on "
                 "sampled values, needs vectorize_particles=False)"
             ) from error
@@ -753,8 +799,8 @@ def compute_log_weights(
     rows, score_rows, offsets = [], [], []
     score_sites: tuple[str, ...] = ()
     for run in passes:
-        terms = _log_weight_terms(run, analytic_kl, structure.unordered)
-        log_w, offset = run.arrange(terms)
+        run.model_terms, run.guide_terms = _log_weight_terms(run, analytic_kl, structure.unordered)
+        log_w, offset = run.arrange(run.model_terms + run.guide_terms)
         rows.append(log_w)
         offsets.append(offset)
         score_terms = [
@@ -790,10 +836,11 @@ def compute_log_weights(
 
 def _log_weight_terms(
     run: Pass, analytic_kl: bool, unordered: frozenset[str]
-) -> list[tuple[dict, torch.Tensor]]:
-    """Signed per-site terms of log w: + log p of every model site, - log q of every guide site
-    (or - KL(q || p) for a latent with a closed-form KL when ``analytic_kl``); the model's sites
-    that depend on enumerated latents are summed over them into one term."""
+) -> tuple[list[tuple[dict, torch.Tensor]], list[tuple[dict, torch.Tensor]]]:
+    """Signed per-site terms of log w, (model's, guide's), each in its trace's order: + log p of
+    every model site, - log q of every guide site (or - KL(q || p) for a latent with a
+    closed-form KL when ``analytic_kl``); the model's sites that depend on enumerated latents are
+    summed over them into one term, first."""
     terms, marginalized = _marginalized_terms(run)
     with_kl = set()
     for name, site in run.model_trace.nodes.items():
@@ -807,10 +854,12 @@ def _log_weight_terms(
                 with_kl.add(name)
                 continue
         terms.append((site, log_prob_of(site)))
-    for name, site in run.guide_trace.nodes.items():
-        if site["type"] == "sample" and name not in with_kl:
-            terms.append((site, -log_prob_of(site)))
-    return terms
+    guide_terms = [
+        (site, -log_prob_of(site))
+        for name, site in run.guide_trace.nodes.items()
+        if site["type"] == "sample" and name not in with_kl
+    ]
+    return terms, guide_terms
 
 
 def _is_enumerated(site: dict) -> bool:

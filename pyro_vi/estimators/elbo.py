@@ -20,10 +20,21 @@ from pyro_vi.estimators.groups import shares_parameters
 class TraceELBO(Estimator):
     """``"elbo"``: (1/K) sum_k log w_k, the Monte Carlo ELBO.
 
-    Gradients are reparameterized where the guide allows; a latent without ``rsample`` gets a
-    score-function term with a leave-one-out baseline over the K particles (none when K = 1).
-    Model sites marked ``infer={"enumerate": "parallel"}`` are summed out of log p; a guide with
-    enumerated sites is handed to Pyro's ``TraceEnum_ELBO``, which sums them out exactly.
+    Gradients are reparameterized where the guide allows. A latent without ``rsample`` gets a
+    score-function term, Rao-Blackwellized (only the terms of log w that can depend on it, see
+    :meth:`~pyro_vi.estimators.core.LogWeights.score_tables`) and with a baseline: the
+    leave-one-out mean of the other particles' costs (K > 1), or, for one particle, a decaying
+    average of past costs per site (``baseline_decay``), or the baseline a site asks for in
+    Pyro's form, ``infer={"baseline": {"baseline_value": b}}`` or
+    ``{"nn_baseline": net, "nn_baseline_input": x}`` (a network trained alongside to predict the
+    cost, by squared error). Model sites marked ``infer={"enumerate": "parallel"}`` are summed out
+    of log p; a guide with enumerated sites is handed to Pyro's ``TraceEnum_ELBO``, which sums
+    them out exactly.
+
+    Arguments:
+        num_particles: K.
+        baseline_decay: Weight of the past in the one-particle decaying-average baseline, in
+            [0, 1] (0: no baseline).
 
     Example:
         >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), loss=TraceELBO(num_particles=4))
@@ -33,17 +44,84 @@ class TraceELBO(Estimator):
     requires_reparam = False
     enumerates_guide = True
 
+    def __init__(
+        self,
+        num_particles: int = 1,
+        *,
+        baseline_decay: float = 0.9,
+        vectorize_particles: bool = True,
+        data_plate: str | None = None,
+        max_plate_nesting: int | None = None,
+    ) -> None:
+        super().__init__(
+            num_particles,
+            vectorize_particles=vectorize_particles,
+            data_plate=data_plate,
+            max_plate_nesting=max_plate_nesting,
+        )
+        self.baseline_decay = check_float(
+            "baseline_decay", baseline_decay, minimum=0.0, maximum=1.0
+        )
+        self._averages: dict[str, torch.Tensor] = {}
+
     def bound(self, log_w: torch.Tensor) -> torch.Tensor:
         """(1/K) sum_k log w_k per column."""
         return log_w.mean(0)
 
-    def score_signal(self, log_w: torch.Tensor) -> torch.Tensor:
-        # The leave-one-out signal of the mean in closed form: (log w_k - mean_{j != k} log w_j)/K.
-        count = log_w.shape[0]
-        if count == 1:
-            return super().score_signal(log_w)
-        others = (log_w.sum(0, keepdim=True) - log_w) / (count - 1)
-        return (log_w - others) / count
+    def _score_surrogate(self, weights: LogWeights, guide: bool = False) -> torch.Tensor:
+        """sum over score sites s, particles k, columns m of
+        (1/K) grad log q(z_skm) (cost_skm - b_skm), zero-valued; plus, for sites with a learned
+        baseline, minus its squared error (so that the network learns to predict the cost)."""
+        total = weights.log_w.new_zeros(())
+        for name, infer, log_q, cost in weights.score_tables():
+            cost = cost.detach()
+            baseline, baseline_loss = self._baseline(name, infer.get("baseline", {}), cost)
+            signal = (cost - baseline).detach() / cost.shape[0]
+            total = total + ((log_q - log_q.detach()) * signal).sum()
+            if baseline_loss is not None:
+                total = total - (baseline_loss - baseline_loss.detach())
+        return weights.scale * total
+
+    def _baseline(
+        self, name: str, options: dict, cost: torch.Tensor
+    ) -> tuple[torch.Tensor | float, torch.Tensor | None]:
+        """(baseline ``[K, M]``-broadcastable, squared-error loss of a learned one or ``None``)."""
+        count, columns = cost.shape
+        if "baseline_value" in options:
+            return _as_columns(name, options["baseline_value"], columns), None
+        if "nn_baseline" in options:
+            network = options["nn_baseline"]
+            value = network(*_as_tuple(options.get("nn_baseline_input", ())))
+            value = _as_columns(name, value, columns)
+            return value.detach(), (value - cost).pow(2).sum()
+        if count > 1:
+            return (cost.sum(0, keepdim=True) - cost) / (count - 1), None
+        decay = options.get("baseline_beta", self.baseline_decay)
+        if not options.get("use_decaying_avg_baseline", True) or decay == 0:
+            return 0.0, None
+        # One number per site (minibatches hold different datapoints each step), a tensor so
+        # that no step waits for the device.
+        previous = self._averages.get(name)
+        current = cost.mean()
+        self._averages[name] = (
+            current if previous is None else decay * previous + (1 - decay) * current
+        )
+        return (0.0 if previous is None else previous), None
+
+
+def _as_tuple(value: object) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _as_columns(name: str, value: object, columns: int) -> torch.Tensor:
+    """A user's baseline as a scalar or one value per column."""
+    tensor = torch.as_tensor(value)
+    if tensor.numel() in (1, columns):
+        return tensor.reshape(-1) if tensor.numel() == columns else tensor.reshape(())
+    raise ValueError(
+        f"the baseline of site {name!r} has shape {tuple(tensor.shape)}; it must be a scalar or "
+        f"hold one value per datapoint ({columns})"
+    )
 
 
 class MeanFieldELBO(TraceELBO):
@@ -66,9 +144,10 @@ class ScoreFunctionELBO(TraceELBO):
     """``"score"``: the ELBO with score-function (REINFORCE) gradients for *every* latent.
 
     grad = E_q[grad log q(z | x) (log w - b)] + E_q[grad log p(x, z)] with z held fixed, for
-    discrete or otherwise non-reparameterizable guides. The baseline b is the leave-one-out mean
-    of the other particles' log-weights for the same datapoint (K > 1), or a running average of
-    past log-weights per datapoint (K = 1), decayed by ``baseline_decay``.
+    discrete or otherwise non-reparameterizable guides, with the Rao-Blackwellization and the
+    baselines of :class:`TraceELBO` (leave-one-out for K > 1; a decaying average, decayed by
+    ``baseline_decay``, or a site's own baseline for K = 1). Every latent is detached as it is
+    drawn, so a latent's distribution sees the latents it depends on as constants.
 
     References:
         Williams (1992); Mnih & Rezende, "Variational inference for Monte Carlo objectives" (2016).
@@ -77,38 +156,6 @@ class ScoreFunctionELBO(TraceELBO):
     name = "score"
     detach_latents = True
     enumerates_guide = False
-
-    def __init__(
-        self,
-        num_particles: int = 1,
-        *,
-        baseline_decay: float = 0.9,
-        vectorize_particles: bool = True,
-        data_plate: str | None = None,
-        max_plate_nesting: int | None = None,
-    ) -> None:
-        super().__init__(
-            num_particles,
-            vectorize_particles=vectorize_particles,
-            data_plate=data_plate,
-            max_plate_nesting=max_plate_nesting,
-        )
-        self.baseline_decay = check_float(
-            "baseline_decay", baseline_decay, minimum=0.0, maximum=1.0
-        )
-        self._running: torch.Tensor | None = None
-
-    def single_particle_baseline(self, log_w: torch.Tensor) -> torch.Tensor | float:
-        # One number for all datapoints (minibatches hold different datapoints each step), kept
-        # as a tensor so that no step waits for the device.
-        baseline = 0.0 if self._running is None else self._running
-        current = log_w.detach().mean()
-        if self._running is None:
-            self._running = current
-        else:
-            decay = self.baseline_decay
-            self._running = decay * self._running + (1 - decay) * current
-        return baseline
 
 
 class STL(TraceELBO):

@@ -42,7 +42,7 @@ def test_empty_spec_resolves_to_the_defaults():
             "conditional": False,
         },
         guide={"family": "diagonal", "options": {}, "encoder": mlp},
-        estimator={"name": "elbo", "num_particles": 1},
+        estimator={"name": "elbo", "num_particles": 1, "baseline_decay": 0.9},
         optimizer=_defaults(OPTIMIZER),
         training=_defaults(TRAINING),
     )
@@ -195,7 +195,7 @@ BAD_SPECS = [
     ),
     pytest.param(
         {"estimator": {"name": "elbow"}},
-        _error("estimator.name = 'elbow'", "['elbo'", "'iwae'", "'dreg']"),
+        _error("estimator.name = 'elbow'", "['elbo'", "'iwae'", "'dreg'"),
         id="estimator-name",
     ),
     pytest.param(
