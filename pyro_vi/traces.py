@@ -251,7 +251,18 @@ def probe_program(model: Callable, guide: Callable, args: tuple, kwargs: dict) -
 
     Nothing is recorded by outer handlers and the random number generators are restored, so a
     seeded first step draws what every later seeded step would.
+
+    Raises:
+        TypeError: ``guide`` is a ``GuideMessenger`` (``AutoNormalMessenger``, ...), which runs
+            the model itself instead of being replayed against it.
     """
+    if isinstance(poutine.unwrap(guide), Messenger):
+        raise TypeError(
+            f"guide is a {type(poutine.unwrap(guide)).__name__}, a GuideMessenger that runs the "
+            "model itself; pyro_vi's estimators replay the model against a guide function's "
+            "trace: use an autoguide such as AutoNormal or AutoMultivariateNormal, or a "
+            "hand-written guide"
+        )
     with no_rng_side_effects(), poutine.block():
         traces = run_program(model, guide, args, kwargs)
     dims = [

@@ -496,6 +496,7 @@ def check_program(
     check_model_guide_match(traces.raw_model_trace, traces.raw_guide_trace, nesting)
     _check_sites_match(model_trace, guide_trace)
     _check_values(model_trace, guide_trace)
+    _check_masks(model_trace, guide_trace)
     for name, site in guide_trace.nodes.items():
         if is_observed(site) and not is_factor(site):
             raise ValueError(
@@ -596,6 +597,26 @@ def _check_sites_match(model_trace: poutine.Trace, guide_trace: poutine.Trace) -
             f"model's latent sites are {sorted(model_latents)}); a guide-only variable must be "
             "marked infer={'is_auxiliary': True}"
         )
+
+
+def _check_masks(model_trace: poutine.Trace, guide_trace: poutine.Trace) -> None:
+    """Warn where the model masks out entries of a latent that the guide scores: their log q
+    counts although the model ignores their values (obs_mask's "x_unobserved" site, for one)."""
+    for name, site in model_trace.nodes.items():
+        mask = site.get("mask")
+        if not is_latent(site) or not isinstance(mask, torch.Tensor) or name not in guide_trace:
+            continue
+        guide_mask = guide_trace.nodes[name].get("mask")
+        if guide_mask is None or (
+            isinstance(guide_mask, torch.Tensor)
+            and bool((guide_mask & ~mask.expand_as(guide_mask)).any())
+        ):
+            warnings.warn(
+                f"the model masks out entries of the latent {name!r} that the guide scores: their "
+                "log q counts in the bound although the model ignores them; mask the guide's "
+                "site the same way (with poutine.mask(mask=...))",
+                stacklevel=4,
+            )
 
 
 def _check_values(model_trace: poutine.Trace, guide_trace: poutine.Trace) -> None:

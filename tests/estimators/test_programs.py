@@ -654,3 +654,121 @@ def test_renyi_reaches_the_elbo_smoothly():
         tolerance = 1e-4 * 100 + (gap * 9) ** 2 * 50  # float32 rounding of ~100, O(gap^2) rest
         assert torch.allclose(got, expected, atol=tolerance), (gap, got - expected)
     assert torch.equal(get("renyi", alpha=1.0).bound(log_w), log_w.mean(0))
+
+
+# -- Pyro's autoguides, obs_mask --------------------------------------------------------------
+
+
+def global_model(x):
+    # One latent mean shared by all datapoints: posterior N(m, v) in closed form.
+    loc = pyro.sample("loc", dist.Normal(t(PRIOR_LOC), t(PRIOR_SCALE)))
+    with pyro.plate("data", len(x)):
+        pyro.sample("x", dist.Normal(loc, t(NOISE)), obs=x)
+
+
+def global_posterior(x):
+    precision = 1 / PRIOR_SCALE**2 + len(x) / NOISE**2
+    mean = (PRIOR_LOC / PRIOR_SCALE**2 + float(x.sum()) / NOISE**2) / precision
+    return mean, precision**-0.5
+
+
+def global_evidence(x):
+    count = len(x)
+    covariance = PRIOR_SCALE**2 * torch.ones(count, count, dtype=F64)
+    covariance += NOISE**2 * torch.eye(count, dtype=F64)
+    mean = torch.full((count,), PRIOR_LOC, dtype=F64)
+    return float(dist.MultivariateNormal(mean, covariance).log_prob(x))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "meanfield"])
+def test_pyro_autoguide_at_the_exact_posterior(name):
+    # AutoMultivariateNormal: an auxiliary latent, then a Delta site per model latent carrying
+    # the log-Jacobian. Set to the exact posterior, every weight is log p(x), and the path
+    # gradients (STL, DReG) of its parameters vanish.
+    from pyro.infer.autoguide import AutoMultivariateNormal
+    from pyro.nn import PyroParam
+
+    x = data(6)
+    guide = AutoMultivariateNormal(global_model)
+    guide(x)
+    mean, sd = global_posterior(x)
+    guide.loc = PyroParam(t([mean]))
+    guide.scale = PyroParam(t([sd]), constraint=guide.scale_constraint)
+    estimator = get(name, **OPTIONS[name])
+    weights = estimator.log_weights(global_model, guide, x)
+    expected = torch.full_like(weights.log_w, global_evidence(x))
+    torch.testing.assert_close(weights.log_w, expected, rtol=0, atol=1e-9)
+    if name in ("stl", "dreg"):
+        loss = estimator.differentiable_loss(global_model, guide, x)
+        grads = torch.autograd.grad(loss, [guide.loc, guide.scale_unconstrained])
+        assert max(float(g.abs().max()) for g in grads) < 1e-9
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pyro_autoguides_train_with_every_estimator(name):
+    from pyro.infer.autoguide import AutoDelta, AutoDiagonalNormal, AutoIAFNormal, AutoNormal
+
+    x = data(6)
+    for make in (AutoNormal, AutoDiagonalNormal, AutoDelta, lambda m: AutoIAFNormal(m, [4])):
+        pyro.clear_param_store()
+        svi = SVI(
+            global_model,
+            make(global_model),
+            pyro.optim.Adam({"lr": 0.01}),
+            get(name, **OPTIONS[name]),
+        )
+        for _ in range(3):
+            assert math.isfinite(svi.step(x))
+
+
+def test_guide_messengers_are_refused():
+    from pyro.infer.autoguide import AutoNormalMessenger
+
+    with pytest.raises(TypeError, match="GuideMessenger.*AutoNormal"):
+        get("elbo").loss(global_model, AutoNormalMessenger(global_model), data(4))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "meanfield"])
+def test_obs_mask_splits_observed_and_imputed_entries(name):
+    # pyro.sample(..., obs=x, obs_mask=m) observes x where m holds and makes the rest the latent
+    # "x_unobserved", which the guide samples where the model imputes (the guide masks the rest,
+    # as the model does). With the exact posterior for observed entries and the prior (z, then
+    # x | z) for masked ones, each weight is log p(x_i) where observed and 0 where masked.
+    x = data(5)
+    mask = torch.tensor([True, False, True, True, False])
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(t(PRIOR_LOC), t(PRIOR_SCALE)))
+            pyro.sample("x", dist.Normal(z, t(NOISE)), obs=x, obs_mask=mask)
+
+    def guide(x):
+        loc, scale = posterior(x)
+        loc = torch.where(mask, loc, t(PRIOR_LOC))
+        scale = torch.where(mask, scale, t(PRIOR_SCALE))
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(loc, scale))
+            with poutine.mask(mask=~mask):
+                pyro.sample("x_unobserved", dist.Normal(z, t(NOISE)))
+
+    weights = get(name, **OPTIONS[name]).log_weights(model, guide, x)
+    expected = torch.where(mask, evidence(x), t(0.0)).expand_as(weights.log_w)
+    torch.testing.assert_close(weights.log_w, expected, rtol=0, atol=1e-9)
+
+
+def test_a_guide_scoring_entries_the_model_masks_out_warns():
+    # Without the mask in the guide, its density at the observed entries of x_unobserved would
+    # count in log q although the model ignores those values.
+    x = data(3)
+    mask = torch.tensor([True, False, True])
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Normal(t(0.0), t(1.0)), obs=x, obs_mask=mask)
+
+    def guide(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("x_unobserved", dist.Normal(t(0.0), t(1.0)))
+
+    with pytest.warns(UserWarning, match="'x_unobserved'.*mask"):
+        get("elbo").loss(model, guide, x)
