@@ -13,6 +13,7 @@ PRODUCES = {
     "compose_spec": ["metrics.json", "spec.toml"],
     "conv_vae_mnist": ["metrics.json", "checkpoint.pt"],
     "cvae_digits": ["chosen_digits.png"],
+    "discrete_vae": ["results.json", "results.md"],
     "flow_guide": ["diagonal/metrics.json", "iaf-4/metrics.json"],
     "iwae_vs_vae": ["comparison.md", "elbo/metrics.json", "iwae-k5/metrics.json"],
     "vq_vae": ["reconstructions.png"],

@@ -157,7 +157,9 @@ def latent_scatter(
     figure = Figure(figsize=(6, 5))
     axis = figure.add_subplot(1, 1, 1)
     colours = None if labels is None else labels[: len(points)].cpu().numpy()
-    scatter = axis.scatter(points[:, 0], points[:, 1], c=colours, cmap="tab10", s=6, alpha=0.8)
+    # Unlabelled data (binarized MNIST) gets one colour: a colormap without values warns.
+    cmap = None if colours is None else "tab10"
+    scatter = axis.scatter(points[:, 0], points[:, 1], c=colours, cmap=cmap, s=6, alpha=0.8)
     if colours is not None:
         figure.colorbar(scatter, ax=axis, label="label")
     axis.set_title(f"Test data in latent space {site}\n{how}", fontsize=10)

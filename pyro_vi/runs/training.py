@@ -183,6 +183,7 @@ def write_figures(
     An autoencoder has no prior to sample from: its samples figure is skipped.
     """
     written = {}
+    built = built.for_evaluation()
     first = tuple(item[:num_images] for item in test)
     if built.spec.model["kind"] != "autoencoder":
         written["samples"] = figures.save(

@@ -18,12 +18,12 @@ from pyro_vi import data as datasets
 from pyro_vi import estimators
 from pyro_vi.devices import resolve_device
 from pyro_vi.guides import families
-from pyro_vi.models import likelihoods, priors
+from pyro_vi.models import likelihoods, priors, sbn
 from pyro_vi.nets import ACTIVATIONS
 from pyro_vi.spec.schema import Field, SpecError, check_field, check_keys, fail, resolve_table
 
 SECTIONS = ("data", "model", "guide", "estimator", "optimizer", "training")
-MODEL_KINDS = ("vae", "vq_vae", "autoencoder")
+MODEL_KINDS = ("vae", "vq_vae", "autoencoder", "sbn")
 NETWORK_TYPES = ("mlp", "conv")
 OPTIMIZERS = ("adam", "clipped_adam")
 #: Families whose q has a closed-form KL to a Gaussian prior (what ``meanfield`` needs).
@@ -73,11 +73,36 @@ _VQ_ONLY = {
     "num_latents": Field("int", 4, "code vectors n per datapoint", minimum=1),
     "commitment": Field("float", 0.25, "commitment-loss weight beta", minimum=0.0),
 }
+_SBN_ONLY = {
+    "relaxation": Field(
+        "str",
+        "none",
+        "'none': binary latents (score-function/VIMCO gradients); 'concrete' or "
+        "'straight_through': their binary Concrete relaxation (pathwise gradients, biased)",
+        choices=sbn.RELAXATIONS,
+    ),
+    "temperature": Field(
+        "float",
+        None,
+        f"the relaxed guide's temperature (default {sbn.DEFAULT_TEMPERATURE:.4g} with a "
+        "relaxation)",
+        minimum=0.0,
+        exclusive=True,
+    ),
+    "prior_temperature": Field(
+        "float",
+        None,
+        "the relaxed prior's temperature (default: model.temperature)",
+        minimum=0.0,
+        exclusive=True,
+    ),
+}
 #: The keys each model kind takes (besides the tables likelihood, prior, decoder).
 MODEL_KEYS = {
     "vae": ("kind", "latent_dim", "likelihood", "prior", "decoder", *_VAE_ONLY),
     "autoencoder": ("kind", "latent_dim", "likelihood", "decoder"),
     "vq_vae": ("kind", "likelihood", "decoder", *_VQ_ONLY),
+    "sbn": ("kind", "latent_dim", "likelihood", "decoder", *_SBN_ONLY),
 }
 LATENT_DIM_DEFAULT = 8
 
@@ -85,6 +110,13 @@ GUIDE_KEYS = {
     "vae": ("family", "options", "encoder"),
     "autoencoder": ("encoder",),
     "vq_vae": ("encoder",),
+    "sbn": ("encoder",),
+}
+#: Why a model kind's guide has no ``family``.
+_NO_FAMILY = {
+    "autoencoder": "autoencoder has a deterministic encoder: no family",
+    "vq_vae": "vq_vae has a deterministic encoder: no family",
+    "sbn": "sbn has a Bernoulli guide (relaxed with model.relaxation): no family",
 }
 
 OPTIMIZER = {
@@ -237,10 +269,16 @@ def _resolve_model(table: Any) -> dict[str, Any]:
             lambda name, options: priors.make_prior(name, 2, **options),
         )
     model["decoder"] = _network("model.decoder", table.get("decoder", {}))
-    for key, field in {**_VAE_ONLY, **_VQ_ONLY}.items():
+    for key, field in {**_VAE_ONLY, **_VQ_ONLY, **_SBN_ONLY}.items():
         if key in MODEL_KEYS[kind]:
             value = table.get(key, field.default)
-            model[key] = check_field(f"model.{key}", value, field)
+            model[key] = None if value is None else check_field(f"model.{key}", value, field)
+    if kind == "sbn" and model["relaxation"] != "none":
+        # Filled in so that the run folder's spec says which temperatures trained the model.
+        if model["temperature"] is None:
+            model["temperature"] = sbn.DEFAULT_TEMPERATURE
+        if model["prior_temperature"] is None:
+            model["prior_temperature"] = model["temperature"]
     if not isinstance(model.get("latent_dim"), list):
         # Only two stochastic layers use it; a one-layer spec that sets it is rejected by
         # _check_combinations, and the resolved spec leaves it out.
@@ -304,7 +342,7 @@ def _network(key: str, value: Any) -> dict[str, Any]:
 
 def _resolve_guide(table: Any, model: Mapping[str, Any]) -> dict[str, Any]:
     kind = model["kind"]
-    context = "" if kind == "vae" else f" ({kind} has a deterministic encoder: no family)"
+    context = f" ({_NO_FAMILY[kind]})" if kind in _NO_FAMILY else ""
     table = check_keys("guide", table, GUIDE_KEYS[kind], context)
     guide: dict[str, Any] = {}
     if "family" in GUIDE_KEYS[kind]:
@@ -428,7 +466,9 @@ def _check_combinations(spec: Spec, raw: Mapping[str, Any]) -> None:
                 "and that flow has no inverse to do so; allowed families: "
                 f"{[n for n, f in families.FAMILIES.items() if f.has_tractable_inverse]}"
             )
-    if kind != "vae" and (name != "elbo" or estimator["num_particles"] != 1):
+    if kind == "sbn":
+        _check_sbn(spec, raw)
+    if kind in ("vq_vae", "autoencoder") and (name != "elbo" or estimator["num_particles"] != 1):
         why = (
             "there is no KL in closed form for a point mass"
             if name == "meanfield"
@@ -438,6 +478,37 @@ def _check_combinations(spec: Spec, raw: Mapping[str, Any]) -> None:
         raise SpecError(
             f"invalid spec: estimator = {estimator} with model.kind = {kind!r}: its encoder is "
             f"deterministic and {why}; allowed: estimator.name = 'elbo' with num_particles = 1"
+        )
+
+
+def _check_sbn(spec: Spec, raw: Mapping[str, Any]) -> None:
+    """The sigmoid belief net's combinations: temperatures need a relaxation, and the discrete
+    latent needs an estimator that takes sites without ``rsample``."""
+    model, name = spec.model, spec.estimator["name"]
+    relaxation = model["relaxation"]
+    relaxations = list(sbn.RELAXATIONS[1:])
+    if relaxation == "none":
+        for key in ("temperature", "prior_temperature"):
+            if key in raw["model"]:
+                raise SpecError(
+                    f"invalid spec: model.{key} = {raw['model'][key]!r} with model.relaxation = "
+                    f"'none': a temperature belongs to a relaxation; allowed: leave model.{key} "
+                    f"out, or set model.relaxation to one of {relaxations}"
+                )
+        if estimators.ESTIMATORS[name].requires_reparam:
+            takers = [n for n, cls in estimators.ESTIMATORS.items() if not cls.requires_reparam]
+            raise SpecError(
+                f"invalid spec: estimator.name = {name!r} with model.kind = 'sbn' and "
+                f"model.relaxation = 'none': {name} needs reparameterized latents, and the "
+                f"Bernoulli latent 'z' has none; allowed: an estimator with score-function or "
+                f"VIMCO gradients {takers}, or model.relaxation in {relaxations}"
+            )
+    elif name == "meanfield":
+        raise SpecError(
+            f"invalid spec: estimator.name = 'meanfield' (analytic KL) with model.kind = 'sbn' "
+            f"and model.relaxation = {relaxation!r}: KL(q || p) between binary Concrete "
+            "distributions has no closed form; allowed: estimator.name = 'elbo' (or any other "
+            "estimator), or model.relaxation = 'none' (the Bernoulli KL is in closed form)"
         )
 
 

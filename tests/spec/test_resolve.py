@@ -175,7 +175,7 @@ BAD_SPECS = [
     ),
     pytest.param(
         {"model": {"kind": "gan"}},
-        _error("model.kind = 'gan'", "['vae', 'vq_vae', 'autoencoder']"),
+        _error("model.kind = 'gan'", "['vae', 'vq_vae', 'autoencoder', 'sbn']"),
         id="model-kind",
     ),
     pytest.param(
@@ -396,6 +396,78 @@ BAD_SPECS = [
         _error("model.latent_dim = [4, 2]", "an integer >= 1 for model.kind = 'autoencoder'"),
         id="latent-dim-list-autoencoder",
     ),
+    # the sigmoid belief net
+    pytest.param(
+        {"model": {"kind": "sbn"}, "estimator": {"name": "stl"}},
+        _error(
+            "estimator.name = 'stl'",
+            "model.relaxation = 'none'",
+            "latent 'z' has none",
+            "'vimco'",
+            "model.relaxation in ['concrete', 'straight_through']",
+        ),
+        id="sbn-stl",
+    ),
+    pytest.param(
+        {"model": {"kind": "sbn"}, "estimator": {"name": "dreg", "num_particles": 5}},
+        _error("estimator.name = 'dreg'", "model.relaxation = 'none'", "'z'", "'iwae'"),
+        id="sbn-dreg",
+    ),
+    pytest.param(
+        {"model": {"kind": "sbn", "relaxation": "concrete"}, "estimator": {"name": "meanfield"}},
+        _error("'meanfield'", "model.relaxation = 'concrete'", "no closed form", "'elbo'"),
+        id="sbn-relaxed-meanfield",
+    ),
+    pytest.param(
+        {"model": {"kind": "sbn", "temperature": 0.5}},
+        _error("model.temperature = 0.5", "model.relaxation = 'none'", "['concrete',"),
+        id="sbn-temperature-without-relaxation",
+    ),
+    pytest.param(
+        {"model": {"kind": "sbn", "prior_temperature": 0.5}},
+        _error("model.prior_temperature = 0.5", "model.relaxation = 'none'"),
+        id="sbn-prior-temperature-without-relaxation",
+    ),
+    pytest.param(
+        {"model": {"kind": "sbn", "relaxation": "gumbel"}},
+        _error("model.relaxation = 'gumbel'", "['none', 'concrete', 'straight_through']"),
+        id="sbn-relaxation-name",
+    ),
+    pytest.param(
+        {"model": {"kind": "sbn", "relaxation": "concrete", "temperature": 0}},
+        _error("model.temperature = 0", "a number > 0"),
+        id="sbn-temperature-zero",
+    ),
+    pytest.param(
+        {"model": {"kind": "sbn", "relaxation": "concrete", "temperature": "hot"}},
+        _error("model.temperature = 'hot'", "a number > 0"),
+        id="sbn-temperature-string",
+    ),
+    pytest.param(
+        {"model": {"kind": "sbn"}, "guide": {"family": "iaf"}},
+        _error("'guide.family'", "sbn has a Bernoulli guide", "guide takes ['encoder']"),
+        id="sbn-guide-family",
+    ),
+    pytest.param(
+        {"model": {"kind": "sbn", "prior": "mixture"}},
+        _error("'model.prior'", "model.kind = 'sbn'", "'relaxation'"),
+        id="sbn-prior",
+    ),
+    pytest.param(
+        {"model": {"kind": "sbn", "latent_dim": [4, 2]}},
+        _error("model.latent_dim = [4, 2]", "an integer >= 1 for model.kind = 'sbn'"),
+        id="sbn-two-layers",
+    ),
+    pytest.param(
+        {"model": {"relaxation": "concrete"}},
+        _error("'model.relaxation'", "model.kind = 'vae'"),
+        id="relaxation-on-vae",
+    ),
+    pytest.param(
+        {"model": {"kind": "sbn"}, "estimator": {"name": "vimco", "num_particles": 1}},
+        _error("estimator", "num_particles must be an integer >= 2, got 1"),
+        id="sbn-vimco-one-particle",
+    ),
     # devices
     pytest.param(
         {"training": {"device": "gpu"}},
@@ -515,3 +587,63 @@ def test_unparsable_spec_file_names_the_file(tmp_path, name, text):
 def test_load_spec_of_something_else_is_a_type_error():
     with pytest.raises(TypeError, match="a Spec, a dict or a file path, got 3"):
         load_spec(3)
+
+
+# The sigmoid belief net ---------------------------------------------------------------------
+
+
+def test_sbn_resolves_temperatures_only_for_a_relaxation():
+    discrete = resolve({"model": {"kind": "sbn", "latent_dim": 20}, "estimator": {"name": "vimco"}})
+    assert discrete.model["relaxation"] == "none"
+    assert discrete.model["temperature"] is None and discrete.model["prior_temperature"] is None
+    assert "temperature" not in discrete.to_dict()["model"]  # TOML has no null
+    mlp = {"type": "mlp", "hidden": [256, 256], "activation": "tanh"}
+    assert discrete.guide == {"encoder": mlp}
+    relaxed = resolve({"model": {"kind": "sbn", "relaxation": "straight_through"}})
+    assert relaxed.model["temperature"] == pytest.approx(2 / 3)
+    assert relaxed.model["prior_temperature"] == relaxed.model["temperature"]
+    chosen = resolve({"model": {"kind": "sbn", "relaxation": "concrete", "temperature": 0.5}}).model
+    assert (chosen["temperature"], chosen["prior_temperature"]) == (0.5, 0.5)
+    for spec in (discrete, relaxed):
+        assert resolve(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize("name", ["elbo", "meanfield", "score", "iwae", "vimco", "renyi"])
+def test_sbn_takes_every_estimator_with_score_function_gradients(name):
+    # meanfield too: the KL between the Bernoulli guide and prior is in closed form, and the
+    # reconstruction term gets its score-function gradient.
+    spec = resolve({"model": {"kind": "sbn"}, "estimator": {"name": name}})
+    assert spec.estimator["name"] == name
+
+
+@pytest.mark.parametrize("name", ["stl", "dreg", "iwae"])
+def test_relaxed_sbn_takes_reparameterized_estimators(name):
+    raw = {"model": {"kind": "sbn", "relaxation": "concrete"}, "estimator": {"name": name}}
+    spec = resolve(raw)
+    assert spec.estimator["name"] == name
+
+
+def test_sbn_builds_its_model_and_guide():
+    from pyro_vi.guides.bernoulli import BernoulliGuide
+    from pyro_vi.models.sbn import SigmoidBeliefNet
+    from pyro_vi.spec import DataInfo, build
+
+    raw = {
+        "model": {
+            "kind": "sbn",
+            "latent_dim": 5,
+            "relaxation": "concrete",
+            "temperature": 0.5,
+            "prior_temperature": 0.25,
+            "decoder": {"hidden": [7]},
+        },
+        "guide": {"encoder": {"hidden": [6]}},
+    }
+    built = build(resolve(raw), DataInfo((1, 8, 8)))
+    assert isinstance(built.model, SigmoidBeliefNet) and isinstance(built.guide, BernoulliGuide)
+    assert (built.model.relaxation, built.model.temperature) == ("concrete", 0.25)
+    assert built.guide.temperature == 0.5 and built.relaxed
+    judged = built.for_evaluation()
+    assert judged.model is built.model.discrete() and judged.guide is built.guide.discrete()
+    discrete = build(resolve({"model": {"kind": "sbn"}}), DataInfo((1, 8, 8)))
+    assert not discrete.relaxed and discrete.for_evaluation() is discrete
