@@ -518,7 +518,7 @@ def check_program(
         ):
             raise ValueError(
                 f"the {estimator!r} estimator needs reparameterized latents, but the guide's "
-                f"site {name!r} has a {type(site['fn']).__name__} distribution without rsample; "
+                f"site {name!r} has a {_describe_fn(site['fn'])} distribution without rsample; "
                 f"the estimators {list(alternatives)} take such sites (score-function "
                 "gradients)"
             )
@@ -528,6 +528,8 @@ def check_program(
                 log_prob_of(site)
                 check_site_shape(site, nesting)
                 _check_undeclared_dims(site, nesting, traces.particle_dim)
+    if not guide_factors_allowed:  # the estimators that re-score log q at detached samples
+        _check_fresh_scoring(guide_trace, estimator)
     if analytic_kl:
         unordered = _unordered_sites(model_trace, guide_trace)
         if unordered:
@@ -596,6 +598,41 @@ def _check_sites_match(model_trace: poutine.Trace, guide_trace: poutine.Trace) -
             f"the guide samples site {name!r} but the model has no site of that name (the "
             f"model's latent sites are {sorted(model_latents)}); a guide-only variable must be "
             "marked infer={'is_auxiliary': True}"
+        )
+
+
+def _describe_fn(fn: Any) -> str:
+    """A distribution's class with its wrappers, e.g. ``Independent(Bernoulli)``."""
+    names = []
+    while fn is not None:
+        names.append(type(fn).__name__)
+        fn = getattr(fn, "base_dist", None)
+    return "(".join(names) + ")" * (len(names) - 1)
+
+
+def _check_fresh_scoring(guide_trace: poutine.Trace, estimator: str) -> None:
+    """For gradients that re-score log q at a detached copy of each sample (STL, DReG): the
+    guide's distributions must give a detached copy the density they give the sample itself.
+    Some do not (a flow without an inverse; Pyro's straight-through relaxations, which keep the
+    soft sample in an attribute the copy loses) and would give a plausible, wrong gradient."""
+    for name, site in guide_trace.nodes.items():
+        if not is_latent(site):
+            continue
+        fn = site["fn"]
+        if not scores_fresh_values(fn):
+            reason = "it has no closed-form inverse (planar, radial and sylvester flows)"
+        else:
+            with torch.no_grad():
+                fresh = fn.log_prob(site["value"].detach(), *site["args"], **site["kwargs"])
+                same = torch.allclose(fresh, site["unscaled_log_prob"], rtol=1e-4, atol=1e-4)
+            if same:
+                continue
+            reason = "its log_prob at a detached copy of the sample differs from the sample's"
+        raise ValueError(
+            f"the {estimator!r} estimator scores the guide's density at a detached copy of each "
+            f"sample, but the {_describe_fn(fn)} distribution at site {name!r} cannot: {reason}; "
+            "use 'elbo', 'iwae' or another estimator without a path-derivative gradient, or a "
+            "distribution that scores any value"
         )
 
 

@@ -772,3 +772,23 @@ def test_a_guide_scoring_entries_the_model_masks_out_warns():
 
     with pytest.warns(UserWarning, match="'x_unobserved'.*mask"):
         get("elbo").loss(model, guide, x)
+
+
+@pytest.mark.parametrize("name", ["stl", "dreg"])
+def test_distributions_that_cannot_score_a_detached_sample_are_refused(name):
+    # Pyro's straight-through relaxation keeps the soft sample on an attribute that .detach()
+    # drops: log q at the detached copy is another number, and the path gradient would be wrong.
+    x = data(4)
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.RelaxedBernoulliStraightThrough(t(0.5), probs=t(0.4)))
+            pyro.sample("x", dist.Normal(t(0.0), t(1.0)), obs=x)
+
+    def guide(x):
+        probs = pyro.param("probs", torch.full((len(x),), 0.5, dtype=F64))
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.RelaxedBernoulliStraightThrough(t(0.5), probs=probs))
+
+    with pytest.raises(ValueError, match=r"RelaxedBernoulliStraightThrough.*site 'z'.*detached"):
+        get(name, **OPTIONS[name]).loss(model, guide, x)
