@@ -19,7 +19,7 @@ def digits():
     return load_digits()
 
 
-def test_vae_on_digits_improves_test_elbo(digits):
+def test_vae_on_digits_improves_test_elbo(digits, device):
     model, guide = mlp_vae(digits.image_shape, latent_dim=8, hidden=[128])
     train, test = DynamicBinarization(digits.train), DynamicBinarization(digits.test)
     pyro.set_rng_seed(0)
@@ -32,8 +32,10 @@ def test_vae_on_digits_improves_test_elbo(digits):
         epochs=8,
         batch_size=100,
         optim=pyro.optim.Adam({"lr": 3e-3}),
+        device=device,
         progress=False,
     )
+    assert all(p.device.type == device.type for p in [*model.parameters(), *guide.parameters()])
     assert history.epochs == 8 and len(history.test_loss) == 8 and len(history.seconds) == 8
     # An untrained Bernoulli decoder scores ~64 * log 2 = 44 nats on 8x8 images; a few epochs
     # bring a VAE near 30 (measured 29-31 across seeds), so 36 is a safe bound that only a
@@ -124,9 +126,8 @@ def test_lr_scheduler_is_stepped_per_epoch():
     scheduler = pyro.optim.ExponentialLR(
         {"optimizer": torch.optim.Adam, "optim_args": {"lr": 1.0}, "gamma": 0.5}
     )
-    fit(model, guide, x, epochs=3, batch_size=10, optim=scheduler, progress=False)
-    lrs = {s.get_last_lr()[0] for s in scheduler.optim_objs.values()}
-    assert lrs == {0.125}
+    history = fit(model, guide, x, epochs=3, batch_size=10, optim=scheduler, progress=False)
+    assert history.learning_rate == [1.0, 0.5, 0.25]
 
 
 def test_history_to_dict():
@@ -147,7 +148,9 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown estimator 'elb'"):
         fit(model, guide, x, loss="elb")
     with pytest.raises(TypeError, match="optim must be a pyro.optim optimizer"):
-        fit(model, guide, x, optim=torch.optim.Adam)
+        fit(model, guide, x, optim=3)
+    with pytest.raises(TypeError, match=r"optim must be an optimizer \*class\*"):
+        fit(model, guide, x, optim=torch.optim.Adam([torch.zeros(1, requires_grad=True)]))
     with pytest.raises(TypeError, match="train_data must be a torch.Tensor"):
         fit(model, guide, [[0.0]])
     with pytest.raises(ValueError, match="different lengths"):
@@ -208,10 +211,10 @@ def test_max_seconds_stops_training_within_the_budget(digits):
         model, guide, train, epochs=10_000, batch_size=10, max_seconds=0.3, progress=False
     )
     assert history.out_of_time
-    # Stopped at the first step past the budget. One epoch is 144 steps of a few ms; the first
-    # step also builds and validates everything, so the whole 10000-epoch run ends in epoch 1
-    # or 2 on any machine.
-    assert history.epochs <= 2 and sum(history.seconds) >= 0.3
+    # Stopped by the budget, at the first step that ended past it: the training time is at
+    # least the budget and far fewer than the 10000 epochs ran. How far past the budget and in
+    # which epoch it stopped depend on the machine's speed and load, and are not asserted.
+    assert sum(history.seconds) >= 0.3 and 1 <= history.epochs < 10_000
     assert all(math.isfinite(v) for v in history.train_loss)
 
 

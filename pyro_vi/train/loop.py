@@ -1,0 +1,513 @@
+"""The training loop: minibatch VI over epochs, on a chosen device, with a history in nats.
+
+One step is the estimator's ``differentiable_loss``, its backward pass and one torch optimizer
+over every parameter (fused Adam by default; :mod:`pyro_vi.train.optim`), created after a
+warm-up step has created Pyro's lazily made parameters. Nothing in a step waits for the device:
+losses are summed on it and read once per epoch, and a non-finite step is skipped on the device
+and reported at the epoch's end (:class:`~pyro_vi.train.optim.NonFiniteGuard`). The step can be
+captured whole and compiled (:mod:`pyro_vi.train.step`).
+
+Losses are reported as minus the bound, in nats per datapoint: the loss of a minibatch divided
+by the number of datapoints it stands for (N when the model scales its plate by ``num_data = N``,
+the batch size otherwise).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyro
+import pyro.optim
+import torch
+from pyro import poutine
+from pyro.infer import ELBO, Trace_ELBO
+from tqdm.auto import tqdm
+
+from pyro_vi import estimators
+from pyro_vi._callables import eval_mode, modules_of
+from pyro_vi._checks import check_choice, check_float, check_int, describe
+from pyro_vi.devices import resolve_device
+from pyro_vi.train.optim import NonFiniteGuard, build_optimizer, check_optimizer
+from pyro_vi.train.step import COMPILE_MODES, first_call, make_step
+from pyro_vi.train.threads import set_threads
+
+Batchable = Any  # a Tensor, or anything with len(), [LongTensor] indexing and .to(device)
+
+
+@dataclass
+class History:
+    """What :func:`fit` measured, one entry per completed epoch.
+
+    Attributes:
+        train_loss: Minus the bound, nats per datapoint, averaged over the epoch's minibatches.
+        test_loss: Minus the bound on the test data at the end of each epoch, nats per datapoint
+            (empty without test data).
+        seconds: Wall-clock seconds of each epoch's training steps.
+        interrupted: True when training stopped early on ``KeyboardInterrupt``.
+        bound: What the losses are minus of: the estimator's name (``"elbo"``, ``"iwae"``, ...)
+            or, for another Pyro ELBO, its class name.
+        out_of_time: True when training stopped at ``max_seconds``.
+        learning_rate: The learning rate of each epoch (of the first parameter group).
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    interrupted: bool = False
+    bound: str = "elbo"
+    out_of_time: bool = False
+    learning_rate: list[float] = field(default_factory=list)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.train_loss)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, with the bounds alongside the losses (minus the bounds)."""
+        out = asdict(self)
+        out["train_bound"] = [-v for v in self.train_loss]
+        out["test_bound"] = [-v for v in self.test_loss]
+        out["unit"] = "nats per datapoint"
+        return out
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss became NaN or infinite; ``history`` holds the epochs completed before that."""
+
+    def __init__(self, message: str, history: History) -> None:
+        super().__init__(message)
+        self.history = history
+
+
+def _as_tuple(name: str, data: Batchable | Sequence[Batchable]) -> tuple[Batchable, ...]:
+    items = tuple(data) if isinstance(data, tuple | list) else (data,)
+    if not items:
+        raise ValueError(
+            f"{name} must hold at least one tensor, got an empty {type(data).__name__}"
+        )
+    for item in items:
+        if not (hasattr(item, "__len__") and hasattr(item, "__getitem__") and hasattr(item, "to")):
+            raise TypeError(
+                f"{name} must be a torch.Tensor (or a tuple of them, passed to the model as "
+                f"positional arguments), got {describe(item)}"
+            )
+    lengths = {len(item) for item in items}
+    if len(lengths) != 1:
+        raise ValueError(f"{name} holds tensors of different lengths {sorted(lengths)}")
+    if lengths == {0}:
+        raise ValueError(f"{name} is empty: it must hold at least one datapoint")
+    return items
+
+
+def _accepts_num_data(fn: Callable) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "num_data" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _move_params(model: Callable, guide: Callable, args: tuple, device: torch.device) -> None:
+    """Put every module and every Pyro param that model and guide use on ``device``."""
+    for module in modules_of(model, guide):
+        module.to(device)
+    # Free-standing pyro.param tensors live in the param store, not in a module: find the ones
+    # this model and guide use by tracing them once, and move those.
+    with poutine.trace(param_only=True) as param_capture, poutine.block(hide_types=["sample"]):
+        guide_trace = poutine.trace(guide).get_trace(*args)
+        poutine.replay(model, trace=guide_trace)(*args)
+    store = pyro.get_param_store()
+    for name in param_capture.trace.param_nodes:
+        if name in store and store[name].device != device:
+            store[name] = store[name].detach().to(device)
+
+
+def evaluate_loss(
+    model: Callable,
+    guide: Callable,
+    data: Batchable | Sequence[Batchable],
+    loss: ELBO | None = None,
+    batch_size: int = 1000,
+) -> float:
+    """Minus the bound on ``data``, in nats per datapoint, computed in batches without gradients.
+
+    Arguments:
+        model, guide: Pyro callables taking the data tensors as positional arguments.
+        data: A tensor, or a tuple of tensors of the same length.
+        loss: The estimator (default ``Trace_ELBO()``); its ``loss`` must return the bound summed
+            over the batch, negated.
+        batch_size: Datapoints per evaluation batch; bounds memory, not the result.
+
+    Returns:
+        sum over batches of loss / number of datapoints.
+    """
+    items = _as_tuple("data", data)
+    loss = Trace_ELBO() if loss is None else loss
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    with eval_mode(model, guide):
+        total, count = 0.0, len(items[0])
+        for start in range(0, count, batch_size):
+            batch = tuple(item[start : start + batch_size] for item in items)
+            total += loss.loss(model, guide, *batch)
+    return total / count
+
+
+def fit(
+    model: Callable,
+    guide: Callable,
+    train_data: Batchable | Sequence[Batchable],
+    *,
+    test_data: Batchable | Sequence[Batchable] | None = None,
+    loss: ELBO | str | None = None,
+    optim: Any = None,
+    epochs: int = 10,
+    batch_size: int = 100,
+    device: str | torch.device | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    callback: Callable[[int, History], None] | None = None,
+    max_seconds: float | None = None,
+    compile: bool | str = False,
+    threads: int | str | None = None,
+    on_nonfinite: str = "raise",
+) -> History:
+    """Train ``model`` and ``guide`` by minibatch variational inference for a number of epochs.
+
+    Each step maximizes the bound that ``loss`` estimates on a shuffled minibatch. When both model
+    and guide accept a ``num_data`` keyword, they receive ``num_data = N`` (the size of the training
+    set) so that their data plate scales the minibatch by N / B; the reported losses are then
+    divided by N, otherwise by B. Either way they are in nats per datapoint.
+
+    Arguments:
+        model, guide: Pyro callables ``model(*data_tensors, [num_data=N])``. The networks behind
+            them (modules, bound methods, closures) are moved to ``device``.
+        train_data: A tensor ``[N, ...]`` (or a tuple of tensors of length N, e.g. images and
+            labels); anything with ``len``, indexing by a LongTensor and ``.to`` works, such as
+            :class:`pyro_vi.data.DynamicBinarization`.
+        test_data: Evaluated with the same estimator at the end of each epoch.
+        loss: Any Pyro ``ELBO`` (default ``Trace_ELBO()``), or the name of one of
+            :mod:`pyro_vi.estimators` with its default options (``"iwae"``, ``"dreg"``, ...).
+        optim: ``None`` (Adam, lr 1e-3), a ``pyro.optim`` optimizer (its torch class and
+            arguments are used for one torch optimizer over all parameters; a
+            ``PyroLRScheduler``'s scheduler is stepped once per epoch), a ``torch.optim``
+            class, or a callable ``params -> torch optimizer``.
+        epochs: Number of passes over the training data.
+        batch_size: Minibatch size B.
+        device: "cpu", "cuda", "cuda:1", a ``torch.device`` or None (CPU).
+        seed: Seeds Pyro, torch and the shuffling when given.
+        progress: Show a tqdm progress bar over epochs.
+        callback: Called as ``callback(epoch, history)`` after each epoch (e.g. to checkpoint).
+        max_seconds: A training-time budget: training stops after the first step that ends past
+            it (the last epoch may then be partial; its train loss averages the steps taken, and
+            the test loss is still evaluated). Evaluation time does not count.
+        compile: ``False``; ``True`` or ``"inductor"`` to capture the whole step (model, guide,
+            estimator, backward) in one graph and compile it with inductor (CUDA graphs on a
+            GPU); ``"graph"`` to replay the captured graph without compiling it. Programs that
+            cannot be captured run eagerly, with one warning saying why
+            (:mod:`pyro_vi.train.step`).
+        threads: torch's CPU threads: an integer, or ``None``/``"auto"`` for the physical cores
+            available to the process less those other processes keep busy
+            (:func:`pyro_vi.train.threads.default_threads`); restored afterwards.
+        on_nonfinite: ``"raise"``: a step whose loss is NaN or infinite is not applied, and
+            training stops with :class:`TrainingDivergedError` naming the epoch, step, estimator
+            and sites (the parameters and optimizer keep their last good state); ``"skip"``: such
+            steps are skipped with a warning and training goes on.
+
+    Returns:
+        The :class:`History`. A ``KeyboardInterrupt`` stops training at the current step and the
+        history so far is returned with ``interrupted=True``; the parameters keep their values.
+
+    Raises:
+        TrainingDivergedError: a step's loss became NaN or infinite (the history is attached).
+
+    Example:
+        >>> history = fit(model, guide, data.train, test_data=data.test, epochs=5)
+        >>> history.test_loss[-1]  # minus the test ELBO, nats per datapoint
+    """
+    train_items = _as_tuple("train_data", train_data)
+    test_items = None if test_data is None else _as_tuple("test_data", test_data)
+    if not callable(model):
+        raise TypeError(f"model must be a callable Pyro model, got {describe(model)}")
+    if not callable(guide):
+        raise TypeError(f"guide must be a callable Pyro guide, got {describe(guide)}")
+    loss = Trace_ELBO() if loss is None else loss
+    if isinstance(loss, str):
+        loss = estimators.get(loss)
+    if not isinstance(loss, ELBO):
+        raise TypeError(
+            f"loss must be a pyro.infer.ELBO instance or an estimator name, got {describe(loss)}"
+        )
+    check_optimizer(optim)
+    epochs = check_int("epochs", epochs, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {describe(callback)}")
+    if max_seconds is not None:
+        max_seconds = check_float("max_seconds", max_seconds, minimum=0.0, exclusive_minimum=True)
+    if not isinstance(compile, bool):
+        check_choice("compile", compile, COMPILE_MODES)
+    check_choice("on_nonfinite", on_nonfinite, ("raise", "skip"))
+    device = resolve_device(device)
+    previous_threads = torch.get_num_threads()
+    set_threads(threads)
+    if seed is not None:
+        pyro.set_rng_seed(check_int("seed", seed))
+    try:
+        return _train(
+            model,
+            guide,
+            train_items,
+            test_items,
+            loss,
+            optim,
+            epochs,
+            batch_size,
+            device,
+            progress,
+            callback,
+            max_seconds,
+            compile,
+            on_nonfinite,
+        )
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(
+    model: Callable,
+    guide: Callable,
+    train_items: tuple,
+    test_items: tuple | None,
+    loss: ELBO,
+    optim: Any,
+    epochs: int,
+    batch_size: int,
+    device: torch.device,
+    progress: bool,
+    callback: Callable | None,
+    max_seconds: float | None,
+    compile: bool | str,
+    on_nonfinite: str,
+) -> History:
+    train_items = tuple(item.to(device) for item in train_items)
+    if test_items is not None:
+        test_items = tuple(item.to(device) for item in test_items)
+    num_data = len(train_items[0])
+    batch_size = min(batch_size, num_data)
+    scaled = _accepts_num_data(model) and _accepts_num_data(guide)
+    kwargs = {"num_data": num_data} if scaled else {}
+    _move_params(model, guide, tuple(item[:batch_size] for item in train_items), device)
+
+    history = History(bound=getattr(loss, "name", "") or type(loss).__name__)
+    modules = modules_of(model, guide)
+    bar = tqdm(range(epochs), desc="training", unit="epoch", disable=not progress)
+    state = _State(model, guide, loss, kwargs, device, optim, compile, on_nonfinite)
+    try:
+        for epoch in bar:
+            for module in modules:
+                module.train()
+            start = time.perf_counter()
+            total = torch.zeros((), device=device, dtype=torch.float64)
+            seen = 0
+            order = torch.randperm(num_data, device=device)
+            for first in range(0, num_data, batch_size):
+                if (
+                    max_seconds is not None
+                    and sum(history.seconds) + (time.perf_counter() - start) >= max_seconds
+                ):
+                    history.out_of_time = True
+                    break
+                index = order[first : first + batch_size]
+                batch = tuple(item[index] for item in train_items)
+                value = state.step(batch, epoch, first // batch_size, history)
+                # Per datapoint: the loss stands for N points when scaled, for B otherwise.
+                total = total + value.double() * (len(index) / (num_data if scaled else len(index)))
+                seen += len(index)
+            if seen == 0:
+                break
+            state.end_of_epoch(epoch, history, order, batch_size, train_items)
+            history.train_loss.append(float(total) / seen)
+            history.seconds.append(time.perf_counter() - start)
+            if test_items is not None:
+                history.test_loss.append(evaluate_loss(model, guide, test_items, loss))
+            if state.optimizer is not None:
+                history.learning_rate.append(float(state.optimizer.param_groups[0]["lr"]))
+            if state.scheduler is not None:
+                state.scheduler.step()
+            postfix = {"train": f"{history.train_loss[-1]:.3f}"}
+            if history.test_loss:
+                postfix["test"] = f"{history.test_loss[-1]:.3f}"
+            bar.set_postfix(postfix)
+            if callback is not None:
+                callback(epoch, history)
+            if history.out_of_time:
+                break
+    except KeyboardInterrupt:
+        history.interrupted = True
+    finally:
+        bar.close()
+    return history
+
+
+class _State:
+    """The optimizer, the step function and the non-finite guard, made on the first step."""
+
+    def __init__(
+        self,
+        model: Callable,
+        guide: Callable,
+        loss: ELBO,
+        kwargs: dict,
+        device: torch.device,
+        optim: Any,
+        compile: bool | str,
+        on_nonfinite: str,
+    ) -> None:
+        self.model, self.guide, self.loss, self.kwargs = model, guide, loss, kwargs
+        self.device, self.optim, self.compile = device, optim, compile
+        self.on_nonfinite = on_nonfinite
+        self.params: list[torch.Tensor] = []
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
+        self.guard: NonFiniteGuard | None = None
+        self.run: Callable | None = None
+        self.captured = False
+        self.count = 0
+
+    def step(self, batch: tuple, epoch: int, step: int, history: History) -> torch.Tensor:
+        """One step on ``batch``; returns its loss (a detached tensor on the device)."""
+        if self.optimizer is None:
+            value = self._warm_up(batch)
+        else:
+            for param in self.params:
+                param.grad = None
+            with pyro.validation_enabled(False):
+                if not self.captured:
+                    self.run, value = first_call(self.run, batch)
+                    self.captured = True
+                else:
+                    value = self.run(batch)
+        self.guard.step(value, self.count)
+        self.count += 1
+        if self.guard.checks_on_host:
+            self._check(epoch, history, None)
+        return value
+
+    def _warm_up(self, batch: tuple) -> torch.Tensor:
+        """The first step: creates Pyro's lazily made parameters and validates the program, then
+        builds the optimizer over every parameter it found."""
+        eager = make_step(self.model, self.guide, self.loss, self.kwargs, [], False, self.device)
+        with poutine.trace(param_only=True) as capture:
+            value = eager(batch)
+        self.params = _leaves(capture.trace, self.model, self.guide)
+        self.optimizer, self.scheduler = build_optimizer(self.optim, self.params)
+        self.guard = NonFiniteGuard(self.optimizer, self.device)
+        self.run = make_step(
+            self.model, self.guide, self.loss, self.kwargs, self.params, self.compile, self.device
+        )
+        self._snapshot()
+        return value
+
+    def _snapshot(self) -> None:
+        if self.optimizer is not None:
+            self.saved = (
+                [p.detach().clone() for p in self.params],
+                copy.deepcopy(self.optimizer.state_dict()),
+            )
+
+    def end_of_epoch(
+        self, epoch: int, history: History, order: torch.Tensor, batch_size: int, items: tuple
+    ) -> None:
+        """Read the guard once; check the parameters; keep them as the last good state."""
+        self._check(epoch, history, (order, batch_size, items))
+        if self.optimizer is None:
+            return
+        finite = bool(torch.isfinite(torch.stack([p.detach().sum() for p in self.params]).sum()))
+        if not finite:
+            # A step with a finite loss but non-finite gradients got through: back to the state
+            # at the end of the previous epoch.
+            params, optimizer_state = self.saved
+            with torch.no_grad():
+                for param, saved in zip(self.params, params, strict=True):
+                    param.copy_(saved)
+            self.optimizer.load_state_dict(optimizer_state)
+            raise TrainingDivergedError(
+                f"the parameters became non-finite during epoch {epoch + 1} (a gradient was NaN "
+                f"or infinite while the loss was finite) with the {history.bound!r} estimator; "
+                "they and the optimizer are restored to their state after the previous epoch. "
+                "Lower the learning rate or check the data and the model",
+                history,
+            )
+        self._snapshot()
+
+    def _check(self, epoch: int, history: History, context: tuple | None) -> None:
+        report = self.guard.report()
+        if report is None:
+            return
+        first, count = report
+        where = f"epoch {epoch + 1}, step {first + 1} of the run"
+        if self.on_nonfinite == "skip":
+            warnings.warn(
+                f"{count} step(s) with a NaN or infinite loss were skipped (the first at {where})",
+                stacklevel=4,
+            )
+            return
+        sites = ""
+        if context is not None:
+            sites = _diagnose(self, first, *context)
+        raise TrainingDivergedError(
+            f"the loss became nan or infinite at {where} with the {history.bound!r} estimator"
+            f"{sites}; that step was not applied, and the parameters and optimizer keep their "
+            "last good state. Lower the learning rate or check the data and the model",
+            history,
+        )
+
+
+def _diagnose(state: _State, first: int, order: torch.Tensor, batch_size: int, items: tuple) -> str:
+    """The sites whose log-density is not finite when the bad step's batch is run again (when
+    it can be found: the step lies in the epoch just ended)."""
+    position = first - (state.count - math.ceil(len(order) / batch_size))
+    if position < 0 or not isinstance(state.loss, estimators.Estimator):
+        return ""
+    index = order[position * batch_size : (position + 1) * batch_size]
+    batch = tuple(item[index] for item in items)
+    try:
+        with torch.no_grad():
+            weights = state.loss.log_weights(state.model, state.guide, *batch, **state.kwargs)
+    except Exception:  # the diagnosis must not hide the divergence itself
+        return ""
+    bad = sorted(
+        {
+            name
+            for run in weights.passes
+            for trace in (run.model_trace, run.guide_trace)
+            for name, site in trace.nodes.items()
+            if site["type"] == "sample" and not bool(torch.isfinite(site["log_prob"]).all())
+        }
+    )
+    return f" (run again on that batch, sites {bad} give non-finite log-densities)" if bad else ""
+
+
+def _leaves(trace: poutine.Trace, model: Callable, guide: Callable) -> list[torch.Tensor]:
+    """Every leaf to optimize: the unconstrained value of each param site of the trace, and the
+    parameters of the networks behind model and guide, without duplicates."""
+    found: dict[int, torch.Tensor] = {}
+    for site in trace.nodes.values():
+        if site["type"] == "param":
+            value = site["value"]
+            unconstrained = getattr(value, "unconstrained", None)
+            leaf = unconstrained() if callable(unconstrained) else value
+            if leaf.requires_grad:
+                found.setdefault(id(leaf), leaf)
+    for module in modules_of(model, guide):
+        for param in module.parameters():
+            if param.requires_grad:
+                found.setdefault(id(param), param)
+    return list(found.values())
