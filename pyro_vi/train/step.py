@@ -25,6 +25,7 @@ import torch
 from pyro.infer import ELBO
 
 from pyro_vi.estimators import Estimator
+from pyro_vi.traces import no_rng_side_effects
 
 __all__ = ["CapturedStep", "EagerStep", "make_step"]
 
@@ -84,7 +85,9 @@ class CapturedStep:
     def _graph(self, batch: Sequence[torch.Tensor]) -> Callable:
         from torch.fx.experimental.proxy_tensor import make_fx
 
-        with pyro.validation_enabled(False):
+        # Tracing runs the program once for real: it must not use up the random numbers the
+        # first real call is to draw (a seeded run then draws what the eager step draws).
+        with pyro.validation_enabled(False), no_rng_side_effects():
             traced = make_fx(self._loss_and_grads)(self.params, *batch)
         if self.mode == "graph":
             return traced
