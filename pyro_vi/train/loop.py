@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from pyro_vi import estimators
 from pyro_vi._callables import eval_mode, modules_of
 from pyro_vi._checks import check_choice, check_float, check_int, describe
+from pyro_vi._module import quiet_parameters
 from pyro_vi.devices import resolve_device
 from pyro_vi.train.optim import NonFiniteGuard, build_optimizer, check_optimizer
 from pyro_vi.train.step import COMPILE_MODES, first_call, make_step
@@ -308,7 +309,7 @@ def _train(
     history = History(bound=getattr(loss, "name", "") or type(loss).__name__)
     modules = modules_of(model, guide)
     bar = tqdm(range(epochs), desc="training", unit="epoch", disable=not progress)
-    state = _State(model, guide, loss, kwargs, device, optim, compile, on_nonfinite)
+    state = Trainer(model, guide, loss, kwargs, device, optim, compile, on_nonfinite)
     try:
         for epoch in bar:
             for module in modules:
@@ -356,8 +357,19 @@ def _train(
     return history
 
 
-class _State:
-    """The optimizer, the step function and the non-finite guard, made on the first step."""
+class Trainer:
+    """One training step as :func:`fit` takes it: the optimizer, the step function (eager or
+    captured) and the non-finite guard, all made on the first step. :func:`fit` drives it; the
+    speed benchmark times it.
+
+    Arguments:
+        model, guide, loss: The program and the estimator.
+        kwargs: Keyword arguments of model and guide (``num_data``).
+        device: Where the parameters live.
+        optim: As for :func:`fit`.
+        compile: As for :func:`fit`.
+        on_nonfinite: As for :func:`fit`.
+    """
 
     def __init__(
         self,
@@ -381,14 +393,16 @@ class _State:
         self.captured = False
         self.count = 0
 
-    def step(self, batch: tuple, epoch: int, step: int, history: History) -> torch.Tensor:
+    def step(
+        self, batch: tuple, epoch: int = 0, step: int = 0, history: History | None = None
+    ) -> torch.Tensor:
         """One step on ``batch``; returns its loss (a detached tensor on the device)."""
         if self.optimizer is None:
             value = self._warm_up(batch)
         else:
             for param in self.params:
                 param.grad = None
-            with pyro.validation_enabled(False):
+            with pyro.validation_enabled(False), quiet_parameters():
                 if not self.captured:
                     self.run, value = first_call(self.run, batch)
                     self.captured = True
@@ -440,14 +454,18 @@ class _State:
             self.optimizer.load_state_dict(optimizer_state)
             raise TrainingDivergedError(
                 f"the parameters became non-finite during epoch {epoch + 1} (a gradient was NaN "
-                f"or infinite while the loss was finite) with the {history.bound!r} estimator; "
+                f"or infinite while the loss was finite) with the {self._bound(history)!r} "
+                "estimator; "
                 "they and the optimizer are restored to their state after the previous epoch. "
                 "Lower the learning rate or check the data and the model",
                 history,
             )
         self._snapshot()
 
-    def _check(self, epoch: int, history: History, context: tuple | None) -> None:
+    def _bound(self, history: History | None) -> str:
+        return history.bound if history is not None else type(self.loss).__name__
+
+    def _check(self, epoch: int, history: History | None, context: tuple | None) -> None:
         report = self.guard.report()
         if report is None:
             return
@@ -463,14 +481,17 @@ class _State:
         if context is not None:
             sites = _diagnose(self, first, *context)
         raise TrainingDivergedError(
-            f"the loss became nan or infinite at {where} with the {history.bound!r} estimator"
+            f"the loss became nan or infinite at {where} with the {self._bound(history)!r} "
+            "estimator"
             f"{sites}; that step was not applied, and the parameters and optimizer keep their "
             "last good state. Lower the learning rate or check the data and the model",
             history,
         )
 
 
-def _diagnose(state: _State, first: int, order: torch.Tensor, batch_size: int, items: tuple) -> str:
+def _diagnose(
+    state: Trainer, first: int, order: torch.Tensor, batch_size: int, items: tuple
+) -> str:
     """The sites whose log-density is not finite when the bad step's batch is run again (when
     it can be found: the step lies in the epoch just ended)."""
     position = first - (state.count - math.ceil(len(order) / batch_size))
