@@ -74,12 +74,17 @@ def eval_mode(*fns: Callable) -> Iterator[None]:
     """Eval mode for every network behind ``fns`` (dropout off, batch-norm statistics frozen),
     restored afterwards: evaluation must not depend on training-time noise."""
     modules = modules_of(*fns)
-    modes = [[sub.training for sub in module.modules()] for module in modules]
+    # Every submodule's own flag: a network may mix modes, and one may build submodules during
+    # evaluation (a guide that makes its encoder at its first call), which take their parent's.
+    modes = [
+        (module, module.training, {id(s): s.training for s in module.modules()})
+        for module in modules
+    ]
     for module in modules:
         module.eval()
     try:
         yield
     finally:
-        for module, mode in zip(modules, modes, strict=True):
-            for sub, training in zip(module.modules(), mode, strict=True):
-                sub.train(training)
+        for module, training, saved in modes:
+            for sub in module.modules():
+                sub.training = saved.get(id(sub), training)
