@@ -174,6 +174,7 @@ def run_program(
     plate_nesting: int = 0,
     detach_samples: bool = False,
     enumerate_model: bool = False,
+    enumerate_guide: bool = False,
 ) -> ProgramTraces:
     """Run ``guide``, then ``model`` replayed against the guide's whole trace.
 
@@ -189,6 +190,8 @@ def run_program(
         enumerate_model: Enumerate the model's latents marked ``infer={"enumerate":
             "parallel"}`` that the guide does not sample, in dims left of every plate (the
             particle plate included): their values are all of their support, broadcast.
+        enumerate_guide: Enumerate the guide's marked sites the same way (the context of Pyro's
+            TraceEnum_ELBO; used to probe a program, not to compute weights).
 
     Returns:
         The :class:`ProgramTraces`.
@@ -205,7 +208,11 @@ def run_program(
 
         return wrapped
 
-    guide_run = poutine.trace(vectorized(guide))
+    first_dim = -plate_nesting - (2 if particle_dim is not None else 1)
+    guided = vectorized(guide)
+    if enumerate_guide:
+        guided = poutine.enum(guided, first_available_dim=first_dim)
+    guide_run = poutine.trace(guided)
     if detach_samples:
         with _DetachSamples():
             raw_guide = guide_run.get_trace(*args, **kwargs)
@@ -217,7 +224,6 @@ def run_program(
     if enumerate_model:
         # Outside the particle plate, so that a site's distribution is broadcast over the
         # particles before its support is enumerated (as Pyro's TraceEnum_ELBO orders them).
-        first_dim = -plate_nesting - (2 if particle_dim is not None else 1)
         replayed = poutine.enum(replayed, first_available_dim=first_dim)
     raw_model = poutine.trace(poutine.replay(replayed, trace=raw_guide)).get_trace(*args, **kwargs)
     return ProgramTraces(
@@ -246,8 +252,22 @@ class Probe:
     guide_enumerated: tuple[str, ...] = ()
 
 
-def probe_program(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Probe:
+def probe_program(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    *,
+    num_particles: int = 1,
+    plate_nesting: int | None = None,
+) -> Probe:
     """Run the guide and the model replayed against it once, and describe their structure.
+
+    With ``plate_nesting`` unknown, the program runs as written (as Pyro guesses it), and its
+    plates give the nesting. With it known, the program runs in the context of the real
+    computation, so that code checking its shapes sees what it will see there: the
+    ``num_particles`` particle plate, and enumeration of the sites marked for it (in the guide,
+    as Pyro's TraceEnum_ELBO runs it, and in the model).
 
     Nothing is recorded by outer handlers and the random number generators are restored, so a
     seeded first step draws what every later seeded step would.
@@ -263,15 +283,23 @@ def probe_program(model: Callable, guide: Callable, args: tuple, kwargs: dict) -
             "trace: use an autoguide such as AutoNormal or AutoMultivariateNormal, or a "
             "hand-written guide"
         )
+    in_context = {}
+    if plate_nesting is not None:
+        in_context = {
+            "num_particles": num_particles,
+            "plate_nesting": plate_nesting,
+            "enumerate_model": True,
+            "enumerate_guide": True,
+        }
     with no_rng_side_effects(), poutine.block():
-        traces = run_program(model, guide, args, kwargs)
+        traces = run_program(model, guide, args, kwargs, **in_context)
     dims = [
         -frame.dim
         for trace in (traces.model_trace, traces.guide_trace)
         for site in trace.nodes.values()
         if site["type"] == "sample"
         for frame in site["cond_indep_stack"]
-        if frame.vectorized
+        if frame.vectorized and frame.name != PARTICLE_PLATE
     ]
 
     def marked(trace: poutine.Trace, exclude: poutine.Trace | None) -> tuple[str, ...]:
@@ -284,7 +312,7 @@ def probe_program(model: Callable, guide: Callable, args: tuple, kwargs: dict) -
         )
 
     return Probe(
-        plate_nesting=max(dims, default=0),
+        plate_nesting=max(dims, default=0) if plate_nesting is None else plate_nesting,
         model_enumerated=marked(traces.model_trace, traces.guide_trace),
         guide_enumerated=marked(traces.guide_trace, None),
     )

@@ -180,9 +180,16 @@ class Estimator(ELBO):
         known = self._programs.get(key) if key is not None else None
         if known is not None:
             return known
-        probe = probe_program(model, guide, args, kwargs)
-        nesting = self.max_plate_nesting
-        program = _Program(probe.plate_nesting if nesting is None else nesting, probe)
+        particles = self.particles() if self.vectorize_particles else 1
+        probe = probe_program(
+            model,
+            guide,
+            args,
+            kwargs,
+            num_particles=particles,
+            plate_nesting=self.max_plate_nesting,
+        )
+        program = _Program(probe.plate_nesting, probe)
         if key is not None:
             if len(self._programs) >= _CACHE_SIZE:
                 self._programs.pop(next(iter(self._programs)))
@@ -275,7 +282,14 @@ class Estimator(ELBO):
         """Minus the bound as a tensor whose gradient is the estimator's gradient."""
         enumerator = self._enumerating(model, guide, args, kwargs)
         if enumerator is not None:
-            return enumerator.differentiable_loss(model, guide, *args, **kwargs)
+            try:
+                return enumerator.differentiable_loss(model, guide, *args, **kwargs)
+            except ValueError as error:
+                # TraceEnum_ELBO refuses a program with nothing to differentiate; the contract
+                # here is a tensor (without a graph) all the same.
+                if "cannot be differentiated" not in str(error):
+                    raise
+                return torch.as_tensor(enumerator.loss(model, guide, *args, **kwargs))
         bound, surrogate, groups = self._prepare(model, guide, args, kwargs)
         if groups is None:
             return -surrogate

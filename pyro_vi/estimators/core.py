@@ -544,29 +544,33 @@ def check_program(
 
 
 def _check_undeclared_dims(site: dict, nesting: int, particle_dim: int | None) -> None:
-    """Every batch dimension of a site's log-density of size > 1 belongs to one of its plates.
+    """Refuse the particles broadcast against themselves.
 
-    Pyro lets such a dimension through; it is almost always a program that reduced or
-    broadcast over the wrong dim, and with vectorized particles the typical case: ``z.sum(-1)``
-    over a data plate at dim -1 leaves the particles at dim -1, where they broadcast against the
-    particle plate into a K x K table that is summed as if independent.
+    With vectorized particles, an operation written for one particle over a fixed dim (such as
+    ``z.sum(-1)`` over a data plate at dim -1) moves the particles to that dim, where they meet the
+    particle plate and make a K x K table of log-densities, summed as if independent: a wrong
+    bound with no error. Its mark is a dimension of size K that is none of the site's plates.
+    Other undeclared dimensions are let through as Pyro does (they are summed in the site's
+    log-density, which is right when they index conditionally independent observations).
     """
+    if particle_dim is None:
+        return
     shape = site["log_prob"].shape
+    if len(shape) < -particle_dim:
+        return
+    count = shape[particle_dim]
     dims = {frame.dim for frame in site["cond_indep_stack"] if frame.vectorized}
     for dim in range(-min(len(shape), nesting), 0):
-        if shape[dim] != 1 and dim not in dims:
-            hint = (
-                f" With {shape[particle_dim]} particles vectorized in a plate at "
-                f"dim={particle_dim}, an operation over the plate dims (such as .sum(-1)) moves "
-                "the particles to another dim: write it with keepdim=True / negative dims that "
-                "leave the particle dim in place, or pass vectorize_particles=False."
-                if particle_dim is not None
-                else ""
-            )
+        if count > 1 and shape[dim] == count and dim not in dims:
             raise ValueError(
-                f"site {site['name']!r} has a log-density of shape {tuple(shape)} whose dim "
-                f"{dim} (size {shape[dim]}) is none of its plates' dims {sorted(dims)}: declare "
-                f"it with a pyro.plate or move it into the event with .to_event().{hint}"
+                f"site {site['name']!r} has a log-density of shape {tuple(shape)}: its dim {dim} "
+                f"holds {count} entries, as many as the particles vectorized in a plate at "
+                f"dim={particle_dim}, but is none of its plates' dims {sorted(dims)}. An "
+                "operation over a fixed dim (such as .sum(-1)) written for one particle moves the "
+                "particles there, where they broadcast against themselves; write it so that it "
+                "leaves the particle dim in place (keepdim=True, a reduction over the plate's "
+                "own dim) or pass vectorize_particles=False. If that dim is a plate of yours, "
+                "declare it on the site with pyro.plate."
             )
 
 
@@ -778,7 +782,7 @@ def run_particles(
             if num_particles == 1:
                 raise
             raise ValueError(
-                f"{type(error).__name__}: {error}\n(pyro_vi ran the program with "
+                f"{error}\n(raised as {type(error).__name__}: pyro_vi ran the program with "
                 f"{num_particles} particles vectorized in a plate at dim={-plate_nesting - 1}, "
                 "left of its plates; a program that "
                 "cannot be vectorized over particles, e.g. one that checks shapes or branches on "

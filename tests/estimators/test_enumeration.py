@@ -135,3 +135,36 @@ def test_sequential_enumeration_in_the_model_is_refused():
 
     with pytest.raises(NotImplementedError, match="sequential"):
         get("iwae").loss(model, lambda x: None, t([0.3, 1.0]))
+
+
+def test_elbo_with_an_enumerated_guide_and_nothing_to_train_still_returns_a_tensor():
+    def guide(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("c", dist.Categorical(PROBS), infer={"enumerate": "parallel"})
+
+    loss = get("elbo").differentiable_loss(plain_mixture_model, guide, t([0.3, 1.0]))
+    assert isinstance(loss, torch.Tensor) and not loss.requires_grad
+    expected = TraceEnum_ELBO(max_plate_nesting=1).loss(plain_mixture_model, guide, t([0.3, 1.0]))
+    assert float(loss) == pytest.approx(expected)
+
+
+def test_shapes_checked_by_the_program_see_the_real_context():
+    # A program that asserts the shapes it gets with 10 vectorized particles and two plates
+    # (Pyro's test_vectorized_num_particles): with max_plate_nesting given, the first run that
+    # inspects the program runs it in that context too.
+    data = torch.ones(50, 2)
+
+    def model():
+        with pyro.plate("components", 2):
+            p = pyro.sample("p", dist.Beta(t(1.1), t(1.1)))
+            assert p.shape == (10, 1, 2)
+            with pyro.plate("data", data.shape[0]):
+                pyro.sample("obs", dist.Bernoulli(p), obs=data.double())
+
+    def guide():
+        with pyro.plate("components", 2):
+            pyro.sample("p", dist.Beta(t(1.1), t(1.1)))
+
+    for name in ("elbo", "iwae", "dreg"):
+        loss = get(name, num_particles=10, max_plate_nesting=2).loss(model, guide)
+        assert loss == loss  # ran, not NaN
