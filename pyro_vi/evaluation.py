@@ -18,6 +18,8 @@ All of them take a Pyro ``model`` and ``guide`` and the arguments they are calle
 from __future__ import annotations
 
 import math
+import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from tqdm.auto import tqdm
 
 from pyro_vi._callables import eval_mode
 from pyro_vi._checks import check_float, check_int, describe
@@ -107,14 +110,23 @@ def _is_latent(site: dict) -> bool:
 # -- log-likelihood ---------------------------------------------------------------------------
 
 
+#: Particle-datapoint pairs per vectorized pass when ``batch_size="auto"``: large enough that the
+#: networks run on big matrices, small enough for a few hundred MiB with an MNIST-size VAE.
+ROWS_PER_PASS = 20_000
+
+#: log_likelihood warns when its estimated time exceeds this many seconds.
+LONG_EVALUATION_SECONDS = 120.0
+
+
 def log_likelihood(
     model: Callable,
     guide: Callable,
     *args: Any,
     num_samples: int = 5000,
-    chunk_size: int = 100,
-    batch_size: int | None = None,
+    chunk_size: int = 200,
+    batch_size: int | str | None = "auto",
     data_plate: str | None = None,
+    progress: bool = False,
     **kwargs: Any,
 ) -> torch.Tensor:
     """Importance-sampled estimate of the log-likelihood log p(x_i) of each datapoint.
@@ -128,10 +140,14 @@ def log_likelihood(
     report it with S = 5000 on the test set.
 
     Memory is bounded: the S draws go through ``compute_log_weights`` in vectorized chunks of
-    ``chunk_size`` particles, combined by a running logsumexp; with ``batch_size`` the datapoints
-    are also split, along the first dimension of every tensor in ``args``. Chunking and batching
-    change which random numbers each (draw, datapoint) pair receives, so different settings agree
-    in distribution, not draw for draw. Runs under ``torch.no_grad()`` with networks in eval mode.
+    ``chunk_size`` particles, combined by a running logsumexp accumulated in float64, and the
+    datapoints are split into batches along the first dimension of every tensor in ``args``
+    (``"auto"``: :data:`ROWS_PER_PASS` particle-datapoint pairs per pass). Chunking and
+    batching change which random numbers each (draw, datapoint) pair receives, so different
+    settings agree in distribution, not draw for draw. Runs under ``torch.inference_mode()``
+    with networks in eval mode and Pyro's validation on the first pass only; warns when the
+    evaluation will take more than :data:`LONG_EVALUATION_SECONDS` (estimated from its first
+    pass).
 
     Only models whose latents are all local to the data plate are accepted. With a global latent
     z, p(x_1..N) = int p(z) prod_i p(x_i | z) dz does not split into per-datapoint terms, so there
@@ -144,9 +160,11 @@ def log_likelihood(
             every datapoint is scored on its own, unscaled.
         *args: The data, datapoints along the first dimension of each tensor (at least one).
         num_samples: S, draws per datapoint.
-        chunk_size: Particles per vectorized pass (memory ~ chunk_size * batch * model size).
-        batch_size: Datapoints per pass; ``None`` scores all of them at once.
+        chunk_size: Particles per vectorized pass.
+        batch_size: Datapoints per pass; ``"auto"`` (bounded memory), an integer, or ``None``
+            for all of them at once.
         data_plate: Name of the plate holding the datapoints; detected when ``None``.
+        progress: Show a progress bar with the time left.
         **kwargs: Passed to model and guide.
 
     Returns:
@@ -162,43 +180,78 @@ def log_likelihood(
 
     Example:
         >>> model, guide = mlp_vae((1, 28, 28))
-        >>> nll = -log_likelihood(model, guide, test_images, batch_size=500).mean()
+        >>> nll = -log_likelihood(model, guide, test_images).mean()
     """
     _check_pair(model, guide)
     num_samples = check_int("num_samples", num_samples, minimum=1)
-    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
-    if batch_size is not None:
+    chunk_size = min(check_int("chunk_size", chunk_size, minimum=1), num_samples)
+    if batch_size == "auto":
+        batch_size = max(1, ROWS_PER_PASS // chunk_size)
+    elif batch_size is not None:
         batch_size = check_int("batch_size", batch_size, minimum=1)
     _check_plate_name(data_plate)
     _check_no_num_data(kwargs, "log_likelihood")
 
+    count = _count_rows(args)
+    batches = 1 if batch_size is None or count is None else math.ceil(count / batch_size)
+    passes = batches * math.ceil(num_samples / chunk_size)
+    bar = tqdm(total=passes, desc="log-likelihood", unit="pass", disable=not progress)
     results = []
     nesting, structure = None, None
-    with torch.no_grad(), eval_mode(model, guide):
-        for batch, rows in _batches(args, batch_size):
-            if nesting is None:
-                nesting = plate_nesting(model, guide, batch, kwargs)
-            total = None
-            for start in range(0, num_samples, chunk_size):
-                weights = compute_log_weights(
-                    model,
-                    guide,
-                    batch,
-                    kwargs,
-                    num_particles=min(chunk_size, num_samples - start),
-                    plate_nesting=nesting,
-                    data_plate=data_plate,
-                    structure=structure,
-                    validate=_validate if structure is None else None,
-                )
-                structure = weights.structure
-                _check_per_datapoint(weights, rows if batch_size is not None else None)
-                # Accumulated in float64: thousands of chunks of float32 logsumexps would
-                # otherwise lose the digits that separate models.
-                chunk = torch.logsumexp(weights.log_w, dim=0).double()
-                total = chunk if total is None else torch.logaddexp(total, chunk)
-            results.append((total - math.log(num_samples)).to(weights.log_w.dtype))
-    return torch.cat(results)
+    started = time.perf_counter()
+    try:
+        with torch.inference_mode(), eval_mode(model, guide):
+            for batch, rows in _batches(args, batch_size):
+                if nesting is None:
+                    nesting = plate_nesting(model, guide, batch, kwargs)
+                total = None
+                for start in range(0, num_samples, chunk_size):
+                    # Pyro's validation (argument and support checks) on the first pass only.
+                    with pyro.validation_enabled(structure is None and _validating()):
+                        weights = compute_log_weights(
+                            model,
+                            guide,
+                            batch,
+                            kwargs,
+                            num_particles=min(chunk_size, num_samples - start),
+                            plate_nesting=nesting,
+                            data_plate=data_plate,
+                            structure=structure,
+                            validate=_validate if structure is None else None,
+                        )
+                    if structure is None:
+                        _warn_if_long(time.perf_counter() - started, passes)
+                    structure = weights.structure
+                    _check_per_datapoint(weights, rows if batch_size is not None else None)
+                    # Accumulated in float64: thousands of chunks of float32 logsumexps would
+                    # otherwise lose the digits that separate models.
+                    chunk = torch.logsumexp(weights.log_w, dim=0).double()
+                    total = chunk if total is None else torch.logaddexp(total, chunk)
+                    bar.update()
+                results.append((total - math.log(num_samples)).to(weights.log_w.dtype))
+    finally:
+        bar.close()
+    return torch.cat(results).clone()  # a normal tensor, usable outside inference mode
+
+
+def _validating() -> bool:
+    return pyro.infer.util.is_validation_enabled()
+
+
+def _count_rows(args: tuple) -> int | None:
+    rows = {a.shape[0] for a in args if isinstance(a, torch.Tensor) and a.dim() > 0}
+    return rows.pop() if len(rows) == 1 else None
+
+
+def _warn_if_long(first_pass_seconds: float, passes: int) -> None:
+    estimate = first_pass_seconds * passes
+    if estimate > LONG_EVALUATION_SECONDS:
+        warnings.warn(
+            f"log_likelihood will take about {estimate / 60:.0f} minutes ({passes} passes, "
+            f"{first_pass_seconds:.1f} s for the first): lower num_samples, or evaluate on a "
+            "GPU (device='cuda')",
+            stacklevel=3,
+        )
 
 
 def _validate(traces: Any, nesting: int) -> None:
