@@ -17,10 +17,13 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyro
@@ -35,6 +38,13 @@ from pyro_vi._callables import eval_mode, modules_of
 from pyro_vi._checks import check_choice, check_float, check_int, describe
 from pyro_vi._module import quiet_parameters
 from pyro_vi.devices import resolve_device
+from pyro_vi.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from pyro_vi.train.optim import NonFiniteGuard, build_optimizer, check_optimizer
 from pyro_vi.train.step import COMPILE_MODES, first_call, make_step
 from pyro_vi.train.threads import set_threads
@@ -178,6 +188,10 @@ def fit(
     compile: bool | str = False,
     threads: int | str | None = None,
     on_nonfinite: str = "raise",
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: str | Path | bool | None = None,
+    tag: str | None = None,
 ) -> History:
     """Train ``model`` and ``guide`` by minibatch variational inference for a number of epochs.
 
@@ -220,6 +234,16 @@ def fit(
             training stops with :class:`TrainingDivergedError` naming the epoch, step, estimator
             and sites (the parameters and optimizer keep their last good state); ``"skip"``: such
             steps are skipped with a warning and training goes on.
+        checkpoint: A file to keep the run's state in (:mod:`pyro_vi.train.checkpoint`): written
+            atomically at every epoch's end, every ``checkpoint_every`` steps, and when SIGINT
+            or SIGTERM asks training to stop (it stops after the current step).
+        checkpoint_every: Steps between checkpoints (``None``: at epochs' ends only).
+        resume: A checkpoint to continue from (``True``: ``checkpoint``). The run goes on
+            exactly where it stopped: parameters, optimizer and scheduler, every random number
+            generator, the epoch's data order and position, the history. With the same
+            arguments, the final parameters equal an uninterrupted run's bit for bit.
+        tag: A string that must match between a checkpoint and the run resuming it (e.g. a
+            hash of the settings); a mismatch is an error.
 
     Returns:
         The :class:`History`. A ``KeyboardInterrupt`` stops training at the current step and the
@@ -255,6 +279,9 @@ def fit(
     if not isinstance(compile, bool):
         check_choice("compile", compile, COMPILE_MODES)
     check_choice("on_nonfinite", on_nonfinite, ("raise", "skip"))
+    if checkpoint_every is not None:
+        checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+    saving = _Saving(checkpoint, checkpoint_every, resume, tag)
     device = resolve_device(device)
     previous_threads = torch.get_num_threads()
     set_threads(threads)
@@ -276,6 +303,7 @@ def fit(
             max_seconds,
             compile,
             on_nonfinite,
+            saving,
         )
     finally:
         torch.set_num_threads(previous_threads)
@@ -296,6 +324,7 @@ def _train(
     max_seconds: float | None,
     compile: bool | str,
     on_nonfinite: str,
+    saving: _Saving,
 ) -> History:
     train_items = tuple(item.to(device) for item in train_items)
     if test_items is not None:
@@ -308,53 +337,189 @@ def _train(
 
     history = History(bound=getattr(loss, "name", "") or type(loss).__name__)
     modules = modules_of(model, guide)
-    bar = tqdm(range(epochs), desc="training", unit="epoch", disable=not progress)
     state = Trainer(model, guide, loss, kwargs, device, optim, compile, on_nonfinite)
+    position = _Position()
+    if saving.resume is not None:
+        position = saving.restore(state, history, tuple(item[:batch_size] for item in train_items))
+    bar = tqdm(
+        range(position.epoch, epochs),
+        desc="training",
+        unit="epoch",
+        disable=not progress,
+        initial=position.epoch,
+        total=epochs,
+    )
+    stop = _StopRequest()
     try:
-        for epoch in bar:
-            for module in modules:
-                module.train()
-            start = time.perf_counter()
-            total = torch.zeros((), device=device, dtype=torch.float64)
-            seen = 0
-            order = torch.randperm(num_data, device=device)
-            for first in range(0, num_data, batch_size):
-                if (
-                    max_seconds is not None
-                    and sum(history.seconds) + (time.perf_counter() - start) >= max_seconds
-                ):
-                    history.out_of_time = True
+        with stop:
+            for epoch in bar:
+                for module in modules:
+                    module.train()
+                start = time.perf_counter()
+                if position.order is None or position.epoch != epoch:
+                    position = _Position(
+                        epoch=epoch,
+                        order=torch.randperm(num_data, device=device),
+                        total=torch.zeros((), device=device, dtype=torch.float64),
+                    )
+                order = position.order
+                for index_in_epoch, first in enumerate(range(0, num_data, batch_size)):
+                    if index_in_epoch < position.batch:
+                        continue
+                    elapsed = position.seconds + time.perf_counter() - start
+                    if max_seconds is not None and sum(history.seconds) + elapsed >= max_seconds:
+                        history.out_of_time = True
+                        break
+                    index = order[first : first + batch_size]
+                    batch = tuple(item[index] for item in train_items)
+                    value = state.step(batch, epoch, index_in_epoch, history)
+                    # Per datapoint: the loss stands for N points when scaled, for B otherwise.
+                    weight = len(index) / (num_data if scaled else len(index))
+                    position.total = position.total + value.double() * weight
+                    position.seen += len(index)
+                    position.batch = index_in_epoch + 1
+                    if stop.requested or saving.due(state.count):
+                        position.seconds = position.seconds + time.perf_counter() - start
+                        start = time.perf_counter()
+                        saving.save(state, history, position)
+                        if stop.requested:
+                            raise KeyboardInterrupt
+                if position.seen == 0:
                     break
-                index = order[first : first + batch_size]
-                batch = tuple(item[index] for item in train_items)
-                value = state.step(batch, epoch, first // batch_size, history)
-                # Per datapoint: the loss stands for N points when scaled, for B otherwise.
-                total = total + value.double() * (len(index) / (num_data if scaled else len(index)))
-                seen += len(index)
-            if seen == 0:
-                break
-            state.end_of_epoch(epoch, history, order, batch_size, train_items)
-            history.train_loss.append(float(total) / seen)
-            history.seconds.append(time.perf_counter() - start)
-            if test_items is not None:
-                history.test_loss.append(evaluate_loss(model, guide, test_items, loss))
-            if state.optimizer is not None:
-                history.learning_rate.append(float(state.optimizer.param_groups[0]["lr"]))
-            if state.scheduler is not None:
-                state.scheduler.step()
-            postfix = {"train": f"{history.train_loss[-1]:.3f}"}
-            if history.test_loss:
-                postfix["test"] = f"{history.test_loss[-1]:.3f}"
-            bar.set_postfix(postfix)
-            if callback is not None:
-                callback(epoch, history)
-            if history.out_of_time:
-                break
+                state.end_of_epoch(epoch, history, order, batch_size, train_items)
+                history.train_loss.append(float(position.total) / position.seen)
+                history.seconds.append(position.seconds + time.perf_counter() - start)
+                if test_items is not None:
+                    history.test_loss.append(evaluate_loss(model, guide, test_items, loss))
+                if state.optimizer is not None:
+                    history.learning_rate.append(float(state.optimizer.param_groups[0]["lr"]))
+                if state.scheduler is not None:
+                    state.scheduler.step()
+                position = _Position(epoch=epoch + 1)
+                saving.save(state, history, position, end_of_epoch=True)
+                postfix = {"train": f"{history.train_loss[-1]:.3f}"}
+                if history.test_loss:
+                    postfix["test"] = f"{history.test_loss[-1]:.3f}"
+                bar.set_postfix(postfix)
+                if callback is not None:
+                    callback(epoch, history)
+                if history.out_of_time:
+                    break
     except KeyboardInterrupt:
         history.interrupted = True
     finally:
         bar.close()
     return history
+
+
+@dataclass
+class _Position:
+    """Where training is: the epoch, its data order, the next batch, the partial epoch's loss sum,
+    datapoints seen and seconds spent (a resumed epoch continues from here)."""
+
+    epoch: int = 0
+    order: torch.Tensor | None = None
+    batch: int = 0
+    total: torch.Tensor | float = 0.0
+    seen: int = 0
+    seconds: float = 0.0
+
+
+class _StopRequest:
+    """SIGINT and SIGTERM ask training to stop after the current step (where a checkpoint can be
+    written and the parameters are consistent); a second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+class _Saving:
+    """Checkpoints of a run: where, how often (in steps; at each epoch's end in any case), and the
+    checkpoint to resume from."""
+
+    def __init__(
+        self,
+        path: str | Path | None,
+        every: int | None,
+        resume: str | Path | bool | None,
+        tag: str | None,
+    ) -> None:
+        self.path = None if path is None else Path(path)
+        self.every = every
+        self.tag = tag
+        if resume is True:
+            if self.path is None:
+                raise ValueError("resume=True needs checkpoint=PATH (the checkpoint to resume)")
+            resume = self.path
+        self.resume = None if resume in (None, False) else Path(resume)
+
+    def due(self, count: int) -> bool:
+        return self.path is not None and self.every is not None and count % self.every == 0
+
+    def save(
+        self, trainer: Trainer, history: History, position: _Position, end_of_epoch: bool = False
+    ) -> None:
+        if self.path is None:
+            return
+        save_checkpoint(
+            self.path,
+            {
+                "trainer": trainer.state_dict(),
+                "history": history.to_dict(),
+                "position": {
+                    "epoch": position.epoch,
+                    "order": position.order,
+                    "batch": position.batch,
+                    "total": torch.as_tensor(position.total, dtype=torch.float64),
+                    "seen": position.seen,
+                    "seconds": position.seconds,
+                },
+                "rng": rng_state(),
+                "fingerprint": {"tag": self.tag, "params": trainer.signature()},
+            },
+        )
+
+    def restore(self, trainer: Trainer, history: History, batch: tuple) -> _Position:
+        """Load the checkpoint into a prepared trainer and the history; the position to go on."""
+        saved = load_checkpoint(self.resume, map_location=trainer.device)
+        fingerprint = saved.get("fingerprint", {})
+        if fingerprint.get("tag") != self.tag:
+            raise CheckpointError(
+                f"checkpoint {str(self.resume)!r} was written by a run tagged "
+                f"{fingerprint.get('tag')!r}, not {self.tag!r}: resume it with the same settings"
+            )
+        trainer.prepare(batch, apply=False)
+        trainer.load_state_dict(saved["trainer"], fingerprint.get("params"), self.resume)
+        for key, value in saved["history"].items():
+            if hasattr(history, key) and key not in ("train_bound", "test_bound", "unit"):
+                setattr(history, key, value)
+        history.interrupted = False
+        set_rng_state(saved["rng"])
+        position = saved["position"]
+        return _Position(
+            epoch=position["epoch"],
+            order=position["order"],
+            batch=position["batch"],
+            total=position["total"],
+            seen=position["seen"],
+            seconds=position["seconds"],
+        )
 
 
 class Trainer:
@@ -386,10 +551,12 @@ class Trainer:
         self.device, self.optim, self.compile = device, optim, compile
         self.on_nonfinite = on_nonfinite
         self.params: list[torch.Tensor] = []
+        self.names: list[str] = []
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
         self.guard: NonFiniteGuard | None = None
         self.run: Callable | None = None
+        self.prepared = False
         self.captured = False
         self.count = 0
 
@@ -397,8 +564,8 @@ class Trainer:
         self, batch: tuple, epoch: int = 0, step: int = 0, history: History | None = None
     ) -> torch.Tensor:
         """One step on ``batch``; returns its loss (a detached tensor on the device)."""
-        if self.optimizer is None:
-            value = self._warm_up(batch)
+        if not self.prepared:
+            value = self.prepare(batch)
         else:
             for param in self.params:
                 param.grad = None
@@ -414,20 +581,71 @@ class Trainer:
             self._check(epoch, history, None)
         return value
 
-    def _warm_up(self, batch: tuple) -> torch.Tensor:
+    def prepare(self, batch: tuple, apply: bool = True) -> torch.Tensor:
         """The first step: creates Pyro's lazily made parameters and validates the program, then
-        builds the optimizer over every parameter it found."""
+        builds the optimizer over every parameter it found. With ``apply=False`` (before loading
+        a checkpoint) its gradients are dropped, for no step to use them."""
         eager = make_step(self.model, self.guide, self.loss, self.kwargs, [], False, self.device)
         with poutine.trace(param_only=True) as capture:
             value = eager(batch)
-        self.params = _leaves(capture.trace, self.model, self.guide)
+        self.params, self.names = _leaves(capture.trace, self.model, self.guide)
         self.optimizer, self.scheduler = build_optimizer(self.optim, self.params)
         self.guard = NonFiniteGuard(self.optimizer, self.device)
         self.run = make_step(
             self.model, self.guide, self.loss, self.kwargs, self.params, self.compile, self.device
         )
+        self.prepared = True
+        if not apply:
+            for param in self.params:
+                param.grad = None
         self._snapshot()
         return value
+
+    def signature(self) -> list[list]:
+        """[name, shape] of every optimized leaf: what a checkpoint must match."""
+        return [[name, list(p.shape)] for name, p in zip(self.names, self.params, strict=True)]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameters, optimizer, scheduler, estimator state and steps taken."""
+        averages = getattr(self.loss, "_averages", None)
+        return {
+            "params": [p.detach().clone() for p in self.params],
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "estimator": {"averages": dict(averages)} if averages else {},
+            "count": self.count,
+        }
+
+    def load_state_dict(
+        self, state: dict[str, Any], signature: list | None, source: Any = "checkpoint"
+    ) -> None:
+        """Restore :meth:`state_dict` into a prepared trainer whose parameters match."""
+        # Names may differ (this package's modules number their instances in a process); the
+        # parameters must match in number, order and shape.
+        here = self.signature()
+        if signature is not None and [s for _, s in signature] != [s for _, s in here]:
+            differ = [
+                (index, saved, mine)
+                for index, (saved, mine) in enumerate(zip(signature, here, strict=False))
+                if saved[1] != mine[1]
+            ]
+            raise CheckpointError(
+                f"checkpoint {str(source)!r} holds {len(signature)} parameters and this model and "
+                f"guide have {len(here)}; they do not match (first differences, checkpoint vs "
+                f"here: {differ[:3]}): resume with the same model, guide and options"
+            )
+        with torch.no_grad():
+            for param, value in zip(self.params, state["params"], strict=True):
+                param.copy_(value)
+        if self.optimizer is not None and state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        averages = state.get("estimator", {}).get("averages")
+        if averages and hasattr(self.loss, "_averages"):
+            self.loss._averages.update(averages)
+        self.count = state["count"]
+        self._snapshot()
 
     def _snapshot(self) -> None:
         if self.optimizer is not None:
@@ -516,19 +734,22 @@ def _diagnose(
     return f" (run again on that batch, sites {bad} give non-finite log-densities)" if bad else ""
 
 
-def _leaves(trace: poutine.Trace, model: Callable, guide: Callable) -> list[torch.Tensor]:
-    """Every leaf to optimize: the unconstrained value of each param site of the trace, and the
-    parameters of the networks behind model and guide, without duplicates."""
-    found: dict[int, torch.Tensor] = {}
-    for site in trace.nodes.values():
+def _leaves(
+    trace: poutine.Trace, model: Callable, guide: Callable
+) -> tuple[list[torch.Tensor], list[str]]:
+    """Every leaf to optimize, with a name: the unconstrained value of each param site of the
+    trace (its param-store name), and the parameters of the networks behind model and guide
+    (``module<i>.<name>``), without duplicates."""
+    found: dict[int, tuple[torch.Tensor, str]] = {}
+    for name, site in trace.nodes.items():
         if site["type"] == "param":
             value = site["value"]
             unconstrained = getattr(value, "unconstrained", None)
             leaf = unconstrained() if callable(unconstrained) else value
             if leaf.requires_grad:
-                found.setdefault(id(leaf), leaf)
-    for module in modules_of(model, guide):
-        for param in module.parameters():
+                found.setdefault(id(leaf), (leaf, name))
+    for position, module in enumerate(modules_of(model, guide)):
+        for name, param in module.named_parameters():
             if param.requires_grad:
-                found.setdefault(id(param), param)
-    return list(found.values())
+                found.setdefault(id(param), (param, f"module{position}.{name}"))
+    return [leaf for leaf, _ in found.values()], [name for _, name in found.values()]

@@ -36,7 +36,7 @@ def compare(name, model, guide, batch, mode, atol):
     eager = EagerStep(model, guide, estimator, {})
     with pyro.poutine.trace(param_only=True) as capture:
         eager(batch)  # creates parameters, validates, learns the program's structure
-    params = _leaves(capture.trace, model, guide)
+    params, _ = _leaves(capture.trace, model, guide)
     captured = CapturedStep(eager, params, mode, torch.device("cpu"))
     for seed in (1, 2):
         with pyro.validation_enabled(False):
