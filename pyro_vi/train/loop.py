@@ -38,6 +38,7 @@ from pyro_vi._callables import eval_mode, modules_of
 from pyro_vi._checks import check_choice, check_float, check_int, describe
 from pyro_vi._module import quiet_parameters
 from pyro_vi.devices import resolve_device
+from pyro_vi.train import distributed
 from pyro_vi.train.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -286,7 +287,21 @@ def fit(
     previous_threads = torch.get_num_threads()
     set_threads(threads)
     if seed is not None:
-        pyro.set_rng_seed(check_int("seed", seed))
+        seed = check_int("seed", seed)
+    if distributed.is_distributed():
+        # The data order needs one seed on every rank; the noise, a different one per rank.
+        seed = 0 if seed is None else seed
+        saving.seed = seed
+        pyro.set_rng_seed(seed + distributed.rank())
+        if compile:
+            warnings.warn(
+                f"compile={compile!r} is not used in data-parallel training (the step runs "
+                "eagerly through DistributedDataParallel)",
+                stacklevel=2,
+            )
+            compile = False
+    elif seed is not None:
+        pyro.set_rng_seed(seed)
     try:
         return _train(
             model,
@@ -345,7 +360,7 @@ def _train(
         range(position.epoch, epochs),
         desc="training",
         unit="epoch",
-        disable=not progress,
+        disable=not progress or distributed.rank() != 0,
         initial=position.epoch,
         total=epochs,
     )
@@ -357,13 +372,18 @@ def _train(
                     module.train()
                 start = time.perf_counter()
                 if position.order is None or position.epoch != epoch:
+                    order = (
+                        distributed.shard(num_data, epoch, saving.seed, device)
+                        if distributed.is_distributed()
+                        else torch.randperm(num_data, device=device)
+                    )
                     position = _Position(
                         epoch=epoch,
-                        order=torch.randperm(num_data, device=device),
+                        order=order,
                         total=torch.zeros((), device=device, dtype=torch.float64),
                     )
                 order = position.order
-                for index_in_epoch, first in enumerate(range(0, num_data, batch_size)):
+                for index_in_epoch, first in enumerate(range(0, len(order), batch_size)):
                     if index_in_epoch < position.batch:
                         continue
                     elapsed = position.seconds + time.perf_counter() - start
@@ -387,7 +407,10 @@ def _train(
                 if position.seen == 0:
                     break
                 state.end_of_epoch(epoch, history, order, batch_size, train_items)
-                history.train_loss.append(float(position.total) / position.seen)
+                total = position.total
+                if distributed.is_distributed():
+                    total = distributed.mean_over_ranks(torch.as_tensor(total, device=device))
+                history.train_loss.append(float(total) / position.seen)
                 history.seconds.append(position.seconds + time.perf_counter() - start)
                 if test_items is not None:
                     history.test_loss.append(evaluate_loss(model, guide, test_items, loss))
@@ -401,7 +424,7 @@ def _train(
                 if history.test_loss:
                     postfix["test"] = f"{history.test_loss[-1]:.3f}"
                 bar.set_postfix(postfix)
-                if callback is not None:
+                if callback is not None and distributed.rank() == 0:
                     callback(epoch, history)
                 if history.out_of_time:
                     break
@@ -463,6 +486,7 @@ class _Saving:
         self.path = None if path is None else Path(path)
         self.every = every
         self.tag = tag
+        self.seed = 0
         if resume is True:
             if self.path is None:
                 raise ValueError("resume=True needs checkpoint=PATH (the checkpoint to resume)")
@@ -477,6 +501,10 @@ class _Saving:
     ) -> None:
         if self.path is None:
             return
+        # Every rank's generators (each draws its own noise); rank 0 alone writes.
+        rngs = distributed.gather(rng_state()) if distributed.is_distributed() else [rng_state()]
+        if distributed.rank() != 0:
+            return
         save_checkpoint(
             self.path,
             {
@@ -490,7 +518,9 @@ class _Saving:
                     "seen": position.seen,
                     "seconds": position.seconds,
                 },
-                "rng": rng_state(),
+                "rng": rngs[0],
+                "rng_per_rank": rngs,
+                "seed": self.seed,
                 "fingerprint": {"tag": self.tag, "params": trainer.signature()},
             },
         )
@@ -510,7 +540,14 @@ class _Saving:
             if hasattr(history, key) and key not in ("train_bound", "test_bound", "unit"):
                 setattr(history, key, value)
         history.interrupted = False
-        set_rng_state(saved["rng"])
+        per_rank = saved.get("rng_per_rank") or [saved["rng"]]
+        if len(per_rank) != distributed.world_size():
+            raise CheckpointError(
+                f"checkpoint {str(self.resume)!r} was written by {len(per_rank)} process(es); "
+                f"resume it with as many (this run has {distributed.world_size()})"
+            )
+        set_rng_state(per_rank[distributed.rank()])
+        self.seed = saved.get("seed", self.seed)
         position = saved["position"]
         return _Position(
             epoch=position["epoch"],
@@ -559,6 +596,7 @@ class Trainer:
         self.prepared = False
         self.captured = False
         self.count = 0
+        self.parallel: distributed.DataParallel | None = None
 
     def step(
         self, batch: tuple, epoch: int = 0, step: int = 0, history: History | None = None
@@ -570,7 +608,12 @@ class Trainer:
             for param in self.params:
                 param.grad = None
             with pyro.validation_enabled(False), quiet_parameters():
-                if not self.captured:
+                if self.parallel is not None:
+                    value = self.parallel(*batch)
+                    if value.requires_grad:
+                        value.backward()
+                    value = value.detach()
+                elif not self.captured:
                     self.run, value = first_call(self.run, batch)
                     self.captured = True
                 else:
@@ -589,8 +632,26 @@ class Trainer:
         with poutine.trace(param_only=True) as capture:
             value = eager(batch)
         self.params, self.names = _leaves(capture.trace, self.model, self.guide)
+        if distributed.is_distributed() and self.params:
+            # Wrapped only now that every parameter exists. DDP takes rank 0's values, so the
+            # warm-up's gradients (each rank's own values) are dropped and the step is taken
+            # again through DDP.
+            self.params = distributed.as_parameters(self.params)
+            self.parallel = distributed.DataParallel(self.params, self._loss, self.device)
+            for param in self.params:
+                param.grad = None
+            if apply:
+                with pyro.validation_enabled(False):
+                    value = self.parallel(*batch)
+                if value.requires_grad:
+                    value.backward()
+                value = value.detach()
         self.optimizer, self.scheduler = build_optimizer(self.optim, self.params)
-        self.guard = NonFiniteGuard(self.optimizer, self.device)
+        self.guard = NonFiniteGuard(
+            self.optimizer,
+            self.device,
+            distributed.all_ranks_finite if distributed.is_distributed() else None,
+        )
         self.run = make_step(
             self.model, self.guide, self.loss, self.kwargs, self.params, self.compile, self.device
         )
@@ -600,6 +661,9 @@ class Trainer:
                 param.grad = None
         self._snapshot()
         return value
+
+    def _loss(self, *batch: torch.Tensor) -> torch.Tensor:
+        return self.loss.differentiable_loss(self.model, self.guide, *batch, **self.kwargs)
 
     def signature(self) -> list[list]:
         """[name, shape] of every optimized leaf: what a checkpoint must match."""
@@ -658,6 +722,8 @@ class Trainer:
         self, epoch: int, history: History, order: torch.Tensor, batch_size: int, items: tuple
     ) -> None:
         """Read the guard once; check the parameters; keep them as the last good state."""
+        if self.parallel is not None:
+            self.parallel.check_no_new_parameters()
         self._check(epoch, history, (order, batch_size, items))
         if self.optimizer is None:
             return

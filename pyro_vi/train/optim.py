@@ -119,8 +119,14 @@ class NonFiniteGuard:
     each epoch's end) returns the first bad step since the last report, or ``None``.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer | None, device: torch.device) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer | None,
+        device: torch.device,
+        agree: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         self.optimizer = optimizer
+        self.agree = agree
         self.on_device = optimizer is not None and is_fused(optimizer)
         self._count = torch.zeros((), device=device)
         self._first = torch.full((), -1.0, device=device)
@@ -130,13 +136,18 @@ class NonFiniteGuard:
         """The optimizer step for ``loss`` (already backpropagated), unless it is non-finite."""
         if self.on_device:
             bad = (~torch.isfinite(loss.detach())).to(self._count.dtype)
+            if self.agree is not None:  # data-parallel: skip on every rank or on none
+                bad = self.agree(bad)
             self.optimizer.found_inf = bad
             self.optimizer.grad_scale = None
             self.optimizer.step()
             self._first = torch.where((self._first < 0) & (bad > 0), float(step), self._first)
             self._count = self._count + bad
             return
-        if bool(torch.isfinite(loss.detach())):
+        finite = torch.isfinite(loss.detach()).to(torch.float32)
+        if self.agree is not None:
+            finite = 1 - self.agree(1 - finite)
+        if bool(finite):
             if self.optimizer is not None:
                 self.optimizer.step()
         elif self._host_first is None:
