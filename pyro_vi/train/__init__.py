@@ -10,7 +10,22 @@ module                     contents
 =========================  ==========================================================
 """
 
-from pyro_vi.train.loop import History, Trainer, TrainingDivergedError, evaluate_loss, fit
+from pyro_vi.train.loop import (
+    History,
+    Trainer,
+    TrainingDivergedError,
+    evaluate_loss,
+    fit,
+    load_parameters,
+)
 from pyro_vi.train.threads import default_threads
 
-__all__ = ["History", "Trainer", "TrainingDivergedError", "default_threads", "evaluate_loss", "fit"]
+__all__ = [
+    "History",
+    "Trainer",
+    "TrainingDivergedError",
+    "default_threads",
+    "evaluate_loss",
+    "fit",
+    "load_parameters",
+]

@@ -31,13 +31,13 @@ import pyro.optim
 import torch
 from pyro import poutine
 from pyro.infer import ELBO, Trace_ELBO
-from tqdm.auto import tqdm
 
 from pyro_vi import estimators
 from pyro_vi._callables import eval_mode, modules_of
 from pyro_vi._checks import check_choice, check_float, check_int, describe
 from pyro_vi._module import quiet_parameters
 from pyro_vi.devices import resolve_device
+from pyro_vi.progress import progress_bar
 from pyro_vi.train import distributed
 from pyro_vi.train.checkpoint import (
     CheckpointError,
@@ -67,6 +67,12 @@ class History:
             or, for another Pyro ELBO, its class name.
         out_of_time: True when training stopped at ``max_seconds``.
         learning_rate: The learning rate of each epoch (of the first parameter group).
+        validation_loss: Minus the bound on the validation data after each epoch.
+        grad_norm: The Euclidean norm of the gradient (all parameters) of each epoch's last
+            step.
+        best_epoch: The epoch (0-based) with the lowest validation loss so far, or ``None``.
+        stopped_early: True when the validation loss stopped improving for ``early_stopping``
+            epochs.
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -76,6 +82,10 @@ class History:
     bound: str = "elbo"
     out_of_time: bool = False
     learning_rate: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
 
     @property
     def epochs(self) -> int:
@@ -86,6 +96,7 @@ class History:
         out = asdict(self)
         out["train_bound"] = [-v for v in self.train_loss]
         out["test_bound"] = [-v for v in self.test_loss]
+        out["validation_bound"] = [-v for v in self.validation_loss]
         out["unit"] = "nats per datapoint"
         return out
 
@@ -193,6 +204,9 @@ def fit(
     checkpoint_every: int | None = None,
     resume: str | Path | bool | None = None,
     tag: str | None = None,
+    validation_data: Batchable | Sequence[Batchable] | None = None,
+    early_stopping: int | None = None,
+    best_checkpoint: str | Path | None = None,
 ) -> History:
     """Train ``model`` and ``guide`` by minibatch variational inference for a number of epochs.
 
@@ -218,7 +232,7 @@ def fit(
         batch_size: Minibatch size B.
         device: "cpu", "cuda", "cuda:1", a ``torch.device`` or None (CPU).
         seed: Seeds Pyro, torch and the shuffling when given.
-        progress: Show a tqdm progress bar over epochs.
+        progress: Show progress over epochs (a bar on a terminal, periodic lines in a log).
         callback: Called as ``callback(epoch, history)`` after each epoch (e.g. to checkpoint).
         max_seconds: A training-time budget: training stops after the first step that ends past
             it (the last epoch may then be partial; its train loss averages the steps taken, and
@@ -245,6 +259,14 @@ def fit(
             arguments, the final parameters equal an uninterrupted run's bit for bit.
         tag: A string that must match between a checkpoint and the run resuming it (e.g. a
             hash of the settings); a mismatch is an error.
+        validation_data: Evaluated after each epoch like ``test_data``, into
+            ``History.validation_loss``; it decides early stopping and the best checkpoint.
+            Keep it apart from the training data (:mod:`pyro_vi.data` splits one off).
+        early_stopping: Stop when the validation loss has not improved for this many epochs
+            (``History.stopped_early``); needs ``validation_data``.
+        best_checkpoint: A file written (atomically) whenever the validation loss improves: the
+            parameters of the best epoch, beside ``checkpoint``'s last ones; read it back with
+            :func:`pyro_vi.train.load_parameters`. Needs ``validation_data``.
 
     Returns:
         The :class:`History`. A ``KeyboardInterrupt`` stops training at the current step and the
@@ -259,6 +281,16 @@ def fit(
     """
     train_items = _as_tuple("train_data", train_data)
     test_items = None if test_data is None else _as_tuple("test_data", test_data)
+    validation_items = (
+        None if validation_data is None else _as_tuple("validation_data", validation_data)
+    )
+    if early_stopping is not None:
+        early_stopping = check_int("early_stopping", early_stopping, minimum=1)
+    if validation_items is None and (early_stopping is not None or best_checkpoint is not None):
+        raise ValueError(
+            "early_stopping and best_checkpoint follow the validation loss: pass "
+            "validation_data as well"
+        )
     if not callable(model):
         raise TypeError(f"model must be a callable Pyro model, got {describe(model)}")
     if not callable(guide):
@@ -282,7 +314,7 @@ def fit(
     check_choice("on_nonfinite", on_nonfinite, ("raise", "skip"))
     if checkpoint_every is not None:
         checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
-    saving = _Saving(checkpoint, checkpoint_every, resume, tag)
+    saving = _Saving(checkpoint, checkpoint_every, resume, tag, best_checkpoint)
     device = resolve_device(device)
     previous_threads = torch.get_num_threads()
     set_threads(threads)
@@ -319,6 +351,8 @@ def fit(
             compile,
             on_nonfinite,
             saving,
+            validation_items,
+            early_stopping,
         )
     finally:
         torch.set_num_threads(previous_threads)
@@ -340,10 +374,14 @@ def _train(
     compile: bool | str,
     on_nonfinite: str,
     saving: _Saving,
+    validation_items: tuple | None = None,
+    early_stopping: int | None = None,
 ) -> History:
     train_items = tuple(item.to(device) for item in train_items)
     if test_items is not None:
         test_items = tuple(item.to(device) for item in test_items)
+    if validation_items is not None:
+        validation_items = tuple(item.to(device) for item in validation_items)
     num_data = len(train_items[0])
     batch_size = min(batch_size, num_data)
     scaled = _accepts_num_data(model) and _accepts_num_data(guide)
@@ -356,11 +394,11 @@ def _train(
     position = _Position()
     if saving.resume is not None:
         position = saving.restore(state, history, tuple(item[:batch_size] for item in train_items))
-    bar = tqdm(
+    bar = progress_bar(
         range(position.epoch, epochs),
         desc="training",
         unit="epoch",
-        disable=not progress or distributed.rank() != 0,
+        enabled=progress and distributed.rank() == 0,
         initial=position.epoch,
         total=epochs,
     )
@@ -416,6 +454,17 @@ def _train(
                     history.test_loss.append(evaluate_loss(model, guide, test_items, loss))
                 if state.optimizer is not None:
                     history.learning_rate.append(float(state.optimizer.param_groups[0]["lr"]))
+                    history.grad_norm.append(state.grad_norm())
+                if validation_items is not None:
+                    value = evaluate_loss(model, guide, validation_items, loss)
+                    history.validation_loss.append(value)
+                    if history.best_epoch is None or value < min(history.validation_loss[:-1]):
+                        history.best_epoch = epoch
+                        saving.save_best(state, history)
+                    elif (
+                        early_stopping is not None and epoch - history.best_epoch >= early_stopping
+                    ):
+                        history.stopped_early = True
                 if state.scheduler is not None:
                     state.scheduler.step()
                 position = _Position(epoch=epoch + 1)
@@ -426,7 +475,7 @@ def _train(
                 bar.set_postfix(postfix)
                 if callback is not None and distributed.rank() == 0:
                     callback(epoch, history)
-                if history.out_of_time:
+                if history.out_of_time or history.stopped_early:
                     break
     except KeyboardInterrupt:
         history.interrupted = True
@@ -482,7 +531,9 @@ class _Saving:
         every: int | None,
         resume: str | Path | bool | None,
         tag: str | None,
+        best: str | Path | None = None,
     ) -> None:
+        self.best = None if best is None else Path(best)
         self.path = None if path is None else Path(path)
         self.every = every
         self.tag = tag
@@ -521,6 +572,19 @@ class _Saving:
                 "rng": rngs[0],
                 "rng_per_rank": rngs,
                 "seed": self.seed,
+                "fingerprint": {"tag": self.tag, "params": trainer.signature()},
+            },
+        )
+
+    def save_best(self, trainer: Trainer, history: History) -> None:
+        """The parameters of the best epoch so far (rank 0 writes)."""
+        if self.best is None or distributed.rank() != 0:
+            return
+        save_checkpoint(
+            self.best,
+            {
+                "trainer": trainer.state_dict(),
+                "history": history.to_dict(),
                 "fingerprint": {"tag": self.tag, "params": trainer.signature()},
             },
         )
@@ -664,6 +728,13 @@ class Trainer:
 
     def _loss(self, *batch: torch.Tensor) -> torch.Tensor:
         return self.loss.differentiable_loss(self.model, self.guide, *batch, **self.kwargs)
+
+    def grad_norm(self) -> float:
+        """The norm of the last step's gradient over every parameter (one read of the device)."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads:
+            return 0.0
+        return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
 
     def signature(self) -> list[list]:
         """[name, shape] of every optimized leaf: what a checkpoint must match."""
@@ -819,3 +890,45 @@ def _leaves(
             if param.requires_grad:
                 found.setdefault(id(param), (param, f"module{position}.{name}"))
     return [leaf for leaf, _ in found.values()], [name for _, name in found.values()]
+
+
+def load_parameters(
+    path: str | Path, model: Callable, guide: Callable, *args: Any, **kwargs: Any
+) -> History:
+    """Put the parameters of a checkpoint (``checkpoint=`` or ``best_checkpoint=`` of
+    :func:`fit`) into ``model`` and ``guide``.
+
+    The program is run once on ``args`` (a batch of the data, as ``fit`` passes it) so that
+    Pyro's lazily made parameters exist; then every parameter is set from the file, which must
+    hold as many, of the same shapes, in the same order.
+
+    Returns:
+        The history stored with the parameters (``best_epoch`` tells which epoch they are of).
+
+    Raises:
+        pyro_vi.train.checkpoint.CheckpointError: the file cannot be read, or its parameters do
+            not match.
+    """
+    saved = load_checkpoint(path)
+    with (
+        torch.no_grad(),
+        poutine.trace(param_only=True) as capture,
+        poutine.block(hide_types=["sample"]),
+    ):
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        poutine.replay(model, trace=guide_trace)(*args, **kwargs)
+    params, names = _leaves(capture.trace, model, guide)
+    values = saved["trainer"]["params"]
+    if [list(p.shape) for p in params] != [list(v.shape) for v in values]:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds {len(values)} parameters that do not match the "
+            f"{len(params)} of this model and guide (names here: {names[:4]}...)"
+        )
+    with torch.no_grad():
+        for param, value in zip(params, values, strict=True):
+            param.copy_(value.to(param.device))
+    history = History()
+    for key, value in saved.get("history", {}).items():
+        if hasattr(history, key) and key not in ("train_bound", "test_bound", "validation_bound"):
+            setattr(history, key, value)
+    return history

@@ -222,3 +222,41 @@ def test_max_seconds_must_be_positive(digits):
     model, guide = mlp_vae(digits.image_shape, latent_dim=4, hidden=[32])
     with pytest.raises(ValueError, match="max_seconds must be > 0"):
         fit(model, guide, digits.train, max_seconds=0, progress=False)
+
+
+def test_validation_early_stopping_and_the_best_checkpoint(tmp_path):
+    # A learning rate so large that the validation loss worsens after the first epochs: training
+    # stops `patience` epochs after the best, whose parameters are in the best checkpoint.
+    from pyro_vi.train import load_parameters
+
+    torch.manual_seed(0)
+    model, guide = mlp_vae((1, 8, 8), latent_dim=2, hidden=[16])
+    data = torch.bernoulli(torch.rand(96, 1, 8, 8))
+    train, validation = data[:64], data[64:]
+    history = fit(
+        model,
+        guide,
+        train,
+        validation_data=validation,
+        epochs=40,
+        batch_size=16,
+        seed=0,
+        optim=pyro.optim.Adam({"lr": 0.3}),
+        early_stopping=2,
+        progress=False,
+        best_checkpoint=tmp_path / "best.ckpt",
+    )
+    assert history.stopped_early and len(history.validation_loss) == history.epochs
+    assert history.best_epoch == min(range(history.epochs), key=history.validation_loss.__getitem__)
+    assert history.epochs == history.best_epoch + 3
+    assert len(history.grad_norm) == history.epochs and all(g > 0 for g in history.grad_norm)
+    restored = load_parameters(tmp_path / "best.ckpt", model, guide, validation[:4])
+    assert restored.best_epoch == history.best_epoch
+    again = evaluate_loss(model, guide, validation, Trace_ELBO(num_particles=200))
+    assert again == pytest.approx(history.validation_loss[history.best_epoch], abs=1.0)
+
+
+def test_early_stopping_needs_validation_data():
+    model, guide = mlp_vae((1, 8, 8), latent_dim=2, hidden=[8])
+    with pytest.raises(ValueError, match="pass validation_data"):
+        fit(model, guide, torch.zeros(4, 1, 8, 8), early_stopping=2, progress=False)
