@@ -292,7 +292,22 @@ def probe_program(
             "enumerate_guide": True,
         }
     with no_rng_side_effects(), poutine.block():
-        traces = run_program(model, guide, args, kwargs, **in_context)
+        try:
+            traces = run_program(model, guide, args, kwargs, **in_context)
+        except Exception:
+            if not in_context:
+                raise
+            # The program does not run in that context: perhaps it is written for enumeration
+            # that Pyro's TraceEnum_ELBO would do, or for one particle. Its structure as written
+            # decides (a real pass in the context will then say what is wrong).
+            try:
+                traces = run_program(model, guide, args, kwargs)
+            except Exception:
+                pass
+            else:
+                in_context = {}
+            if in_context:
+                raise
     dims = [
         -frame.dim
         for trace in (traces.model_trace, traces.guide_trace)

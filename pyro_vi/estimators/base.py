@@ -216,6 +216,12 @@ class Estimator(ELBO):
         if not program.probe.guide_enumerated:
             return None
         if self._enumerator is None:
+            warnings.warn(
+                f"the guide marks {list(program.probe.guide_enumerated)} for enumeration: the "
+                f"{self.name!r} estimator hands this program to Pyro's TraceEnum_ELBO, which "
+                "sums them out exactly",
+                stacklevel=3,
+            )
             self._enumerator = TraceEnum_ELBO(
                 num_particles=self.num_particles,
                 max_plate_nesting=program.nesting,
