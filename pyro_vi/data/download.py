@@ -54,9 +54,9 @@ def download_files(
 
     Raises:
         DatasetCorruptedError: every mirror failed for a file and at least one served it with a
-            wrong md5.
-        DatasetNotFoundError: every mirror failed for a file (unreachable, HTTP error, ...).
-        Both messages list each mirror with its failure.
+            wrong md5 (the message lists each mirror with its failure).
+        DatasetNotFoundError: every mirror failed for a file (unreachable, HTTP error, ...; the
+            message lists each mirror with its failure).
 
     Example:
         >>> download_files("data/mnist", MNIST_MD5, MNIST_MIRRORS)  # doctest: +SKIP

@@ -106,7 +106,8 @@ class VAE(DeepLatentModel):
 
     Example:
         >>> model = VAE(MLPDecoder(8, [64], (1, 8, 8)), latent_dim=8, data_shape=(1, 8, 8))
-        >>> pyro.poutine.trace(model).get_trace(x).nodes["z"]["value"].shape
+        >>> site = pyro.poutine.trace(model).get_trace(x).nodes["z"]
+        >>> site["value"].shape
         torch.Size([100, 8])
     """
 
