@@ -48,7 +48,6 @@ Writes ``discrete_latents_<device>.json``, ``.md`` and ``.png`` to ``--out`` (``
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -63,7 +62,7 @@ import torch
 from pyro.infer import SVI
 
 from pyro_vi.data import load
-from pyro_vi.devices import environment, resolve_device
+from pyro_vi.devices import resolve_device
 from pyro_vi.estimators import get
 from pyro_vi.evaluation import gradient_snr, log_likelihood
 from pyro_vi.guides.bernoulli import BernoulliGuide
@@ -72,7 +71,7 @@ from pyro_vi.nets import MLPDecoder, MLPEncoder
 from pyro_vi.train import evaluate_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_meter import OtherLoad  # the sibling file: benchmarks/ is not a package
+from harness import OtherLoad, environment, write_results  # sibling file
 
 #: name -> (relaxation, estimator, options)
 VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -546,8 +545,7 @@ def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"discrete_latents_{device.type}" + ("_smoke" if args.smoke else "")
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
-    (out / f"{stem}.md").write_text(markdown(result))
+    write_results(out, stem, result, markdown(result))
     plot(result, out / f"{stem}.png")
     print(markdown(result))
     print(f"wrote {out / stem}.{{json,md,png}} in {result['seconds'] / 60:.1f} min")

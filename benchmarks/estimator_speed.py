@@ -38,13 +38,8 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
-import json
-import math
 import os
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -56,16 +51,22 @@ import pyro.optim
 import torch
 from pyro.infer import SVI, RenyiELBO, Trace_ELBO, TraceMeanField_ELBO
 
-import pyro_vi
 from pyro_vi import estimators
 from pyro_vi.architectures import iwae_mlp_vae
-from pyro_vi.devices import environment as run_environment
 from pyro_vi.train import Trainer
 from pyro_vi.train.optim import build_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import handwritten  # the sibling files: benchmarks/ is not a package
-from load_meter import OtherLoad
+from harness import (
+    QUIET_LOAD,
+    PeakMemory,
+    environment,
+    summarize,
+    synchronizer,
+    time_variants,
+    write_results,
+)
 
 ESTIMATORS = tuple(estimators.ESTIMATORS)  # every registered name, in registry order
 #: Estimators whose bound combines the K particles (the issue's "multi-sample estimators").
@@ -99,10 +100,6 @@ VARIANTS = (
     "pyro_vectorized",
     "pyro_sequential",
 )
-#: A block of rounds counts when other processes used at most this share of the CPU time.
-QUIET_LOAD = 0.2
-#: Minimum duration of a block of rounds, for the load measurement (10 ms ticks).
-BLOCK_SECONDS = 0.25
 PYRO_CLASSES = {"elbo": "Trace_ELBO", "meanfield": "TraceMeanField_ELBO"}
 
 
@@ -171,6 +168,8 @@ def build_step(
     model, guide = iwae_mlp_vae()
     model.to(x.device)
     guide.to(x.device)
+    with pyro.poutine.block():
+        guide(x)  # the guide builds its heads at its first call
     options = estimator_options(name, num_particles)
     if label.startswith("handwritten"):
         fused = handwritten.make(
@@ -207,162 +206,6 @@ def _kwargs(options: dict[str, Any]) -> str:
 
 
 # -- measurement -------------------------------------------------------------------------------
-
-
-def synchronizer(device: torch.device) -> Callable[[], None]:
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
-def time_variants(
-    steps: dict[str, Callable[[], float]],
-    warmup: int,
-    repeats: int,
-    sync: Callable[[], None],
-    quiet_load: float | None = QUIET_LOAD,
-    max_seconds: float = 45.0,
-) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    """ms per step of each variant, interleaved round-robin (one step of each variant per round;
-    the starting variant rotates, so none always runs right after the same neighbour).
-
-    Rounds are timed in blocks of at least ``BLOCK_SECONDS``; a block counts only when other
-    processes used at most ``quiet_load`` of the machine's CPU time meanwhile (``None``: every
-    block counts), because on a busy machine a two-thread step slows down several-fold and
-    unevenly. Blocks are timed until ``repeats`` quiet rounds are in, or, after at least
-    ``repeats`` rounds, until ``3 * repeats`` rounds or ``max_seconds`` have passed; if fewer
-    than a third of the rounds wanted were quiet, every round is used and the row is flagged.
-
-    Returns:
-        (samples per variant, facts about the rounds: counts, mean other load, ``quiet``).
-    """
-    labels = list(steps)
-    for label in labels:
-        for _ in range(warmup):
-            steps[label]()
-    sync()
-    quiet: dict[str, list[float]] = {label: [] for label in labels}
-    every: dict[str, list[float]] = {label: [] for label in labels}
-    loads: list[tuple[float, int]] = []  # (other load, rounds) of each quiet block
-    all_loads: list[tuple[float, int]] = []
-    block, rounds, started = 1, 0, time.perf_counter()
-    meter = OtherLoad()
-    while True:
-        meter.share()  # restart the meter
-        block_start = time.perf_counter()
-        samples: dict[str, list[float]] = {label: [] for label in labels}
-        for _ in range(block):
-            shift = rounds % len(labels)
-            rounds += 1
-            for label in labels[shift:] + labels[:shift]:
-                start = time.perf_counter()
-                steps[label]()
-                sync()
-                samples[label].append(1e3 * (time.perf_counter() - start))
-        load = meter.share()
-        for label in labels:
-            every[label] += samples[label]
-        if load is not None:
-            all_loads.append((load, block))
-        if quiet_load is None or load is None or load <= quiet_load:
-            for label in labels:
-                quiet[label] += samples[label]
-            if load is not None:
-                loads.append((load, block))
-        # Blocks long enough for /proc/stat's 10 ms ticks to measure the load.
-        elapsed = time.perf_counter() - block_start
-        block = min(repeats, max(1, math.ceil(BLOCK_SECONDS * block / max(elapsed, 1e-6))))
-        count = len(quiet[labels[0]])
-        if count >= repeats:
-            break
-        if quiet_load is None:
-            block = repeats - count
-        if rounds >= repeats and (
-            rounds >= 3 * repeats or time.perf_counter() - started > max_seconds
-        ):
-            break
-    enough = len(quiet[labels[0]]) >= max(1, repeats // 3)
-    used, used_loads = (quiet, loads) if enough else (every, all_loads)
-    weight = sum(n for _, n in used_loads)
-    facts = {
-        "rounds": rounds,
-        "quiet_rounds": len(quiet[labels[0]]),
-        "rounds_used": len(used[labels[0]]),
-        "only_quiet_rounds": enough,
-        "other_cpu_load": None
-        if not weight
-        else round(sum(load * n for load, n in used_loads) / weight, 3),
-    }
-    return used, facts
-
-
-class PeakMemory:
-    """Peak memory of one step above what was in use before it, in MiB.
-
-    CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (exact for
-    tensors; the caching allocator's reserve is not counted). CPU: the process's peak resident set
-    (``VmHWM``), reset before the step through ``/proc/self/clear_refs``, minus the resident set
-    before it, after ``gc.collect()`` and ``malloc_trim(0)``. That counts every page the step
-    touches for the first time (tensors, autograd buffers, allocator and Python objects) but
-    misses memory the allocator reuses from pages it kept resident, so it is a lower bound on the
-    working set and reads a few MiB noisy; tracemalloc cannot see torch's allocations at all. Where
-    the peak cannot be reset (not Linux), the value is ``None``.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.method = (
-            "torch.cuda.max_memory_allocated - memory_allocated before the step"
-            if device.type == "cuda"
-            else "VmHWM - VmRSS before the step (peak reset via /proc/self/clear_refs; gc.collect "
-            "and malloc_trim(0) first): pages first touched by the step, a lower bound"
-        )
-        try:
-            self._libc = ctypes.CDLL("libc.so.6")
-        except OSError:
-            self._libc = None
-
-    def __call__(self, step: Callable[[], float]) -> float | None:
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            before = torch.cuda.memory_allocated(self.device)
-            step()
-            torch.cuda.synchronize(self.device)
-            return (torch.cuda.max_memory_allocated(self.device) - before) / 2**20
-        if self._libc is not None:
-            self._libc.malloc_trim(0)
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            return None
-        before = _proc_status_kib("VmRSS")
-        step()
-        peak = _proc_status_kib("VmHWM")
-        if before is None or peak is None:
-            return None
-        return max(peak - before, 0) / 1024
-
-
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def summarize(samples: list[float]) -> dict[str, float]:
-    quartiles = statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3
-    return {
-        "ms_median": statistics.median(samples),
-        "ms_p25": quartiles[0],
-        "ms_p75": quartiles[2],
-        "n": len(samples),
-    }
 
 
 # -- one configuration -------------------------------------------------------------------------
@@ -448,25 +291,6 @@ def _target(limit: float, value: float) -> dict[str, Any]:
 
 
 # -- environment, data, report -----------------------------------------------------------------
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {
-        **run_environment(device),
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        "pyro_vi": pyro_vi.__version__,
-        "git_commit": commit,
-    }
 
 
 def load_batch(
@@ -637,8 +461,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--compiled",
-        default=",".join(DEFAULT_COMPILED),
-        help="estimators whose compiled variants are timed (comma-separated; '' for none)",
+        default=None,
+        help="estimators whose inductor-compiled variants are timed (comma-separated; '' for "
+        f"none; default {','.join(DEFAULT_COMPILED)}, none with --smoke)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
     parser.add_argument(
@@ -666,6 +491,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown or not names:
         parser.error(f"--estimators: unknown {unknown}; choose from {', '.join(ESTIMATORS)}")
     args.estimators = names
+    if args.compiled is None:
+        args.compiled = "" if args.smoke else ",".join(DEFAULT_COMPILED)
     args.compiled = [n.strip() for n in args.compiled.split(",") if n.strip()]
     if sorted(set(args.compiled) - set(ESTIMATORS)):
         parser.error(f"--compiled: unknown {sorted(set(args.compiled) - set(ESTIMATORS))}")
@@ -790,12 +617,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rows": rows,
     }
     result["summary"] = target_summary(rows)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"estimator_speed_{device.type}" + ("_smoke" if args.smoke else "")
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     report = render(result)
-    (out / f"{stem}.md").write_text(report)
+    out = write_results(args.out, stem, result, report).parent
     print(report)
     print(f"wrote {out / stem}.json and .md")
     return result

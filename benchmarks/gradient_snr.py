@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -54,14 +55,15 @@ import pyro
 import pyro.optim
 import torch
 
-import pyro_vi
 from pyro_vi.architectures import mlp_vae
 from pyro_vi.data import DynamicBinarization, load_digits
-from pyro_vi.devices import environment as run_environment
 from pyro_vi.devices import resolve_device
 from pyro_vi.estimators import get
 from pyro_vi.evaluation import gradient_snr
 from pyro_vi.train import fit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import environment  # the sibling file: benchmarks/ is not a package
 
 ESTIMATORS = ("elbo", "stl", "iwae", "dreg", "ciwae", "miwae", "piwae")
 CIWAE_BETA = 0.5
@@ -224,10 +226,6 @@ def strict(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [strict(item) for item in value]
     return value
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    return {**run_environment(device), "pyro_vi": pyro_vi.__version__}
 
 
 def main(argv: list[str] | None = None) -> None:

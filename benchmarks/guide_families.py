@@ -37,13 +37,11 @@ fast it learns.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +52,19 @@ from pyro.infer import SVI
 
 from pyro_vi.architectures import iwae_mlp_vae
 from pyro_vi.data import load
-from pyro_vi.devices import environment, resolve_device
+from pyro_vi.devices import resolve_device
 from pyro_vi.estimators import get
 from pyro_vi.evaluation import log_likelihood
 from pyro_vi.guides import families
 from pyro_vi.guides.amortized import AmortizedGuide
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_meter import OtherLoad  # the sibling file: benchmarks/ is not a package
+from harness import (  # the sibling file: benchmarks/ is not a package
+    OtherLoad,
+    environment,
+    synchronizer,
+    write_results,
+)
 
 FAMILIES = (
     "diagonal",
@@ -69,6 +72,7 @@ FAMILIES = (
     "low_rank",
     "mixture",
     "planar",
+    "radial",
     "iaf",
     "spline_ar",
     "affine_coupling",
@@ -119,17 +123,13 @@ def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str
 # -- one family -------------------------------------------------------------------------------
 
 
-def synchronizer(device: torch.device) -> Callable[[], None]:
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
 def count(parameters: Any) -> int:
     return sum(p.numel() for p in parameters)
 
 
-def quartiles(values: list[float]) -> dict[str, float]:
+def quartiles(values: list[float]) -> dict[str, float | None]:
+    if not values:  # diverged before a step was timed
+        return {"median": None, "q1": None, "q3": None}
     if len(values) < 2:
         return {"median": values[0], "q1": values[0], "q3": values[0]}
     q1, median, q3 = statistics.quantiles(values, n=4)
@@ -199,10 +199,18 @@ def run_family(
         x = train[indices].to(device, non_blocking=True)
         sync()
         start = time.perf_counter()
-        loss = svi.step(x)
+        try:
+            loss = svi.step(x)
+        except (ValueError, RuntimeError):
+            # A diverged family: NaN parameters fail a distribution's argument check. The row
+            # says "diverged" rather than the benchmark stopping.
+            losses.append(math.nan)
+            break
         sync()
         step_ms.append(1e3 * (time.perf_counter() - start))
         losses.append(loss / len(x))
+        if not math.isfinite(loss):
+            break
     other_load = load_meter.share()
     row = {
         "family": name,
@@ -350,11 +358,13 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for row in rows:
         ms = row["ms_per_step"]
+        base_ms = base["ms_per_step"]["median"]
+        timed = ms["median"] is not None
         head = (
             f"| {row['family']} | {row['guide_parameters']:,} | "
-            f"{row['initial_q_variance']:.2f} | {ms['median']:.1f} "
-            f"({ms['q1']:.1f}-{ms['q3']:.1f}) | "
-            f"{ms['median'] / base['ms_per_step']['median']:.2f} | "
+            f"{row['initial_q_variance']:.2f} | "
+            + (f"{ms['median']:.1f} ({ms['q1']:.1f}-{ms['q3']:.1f}) | " if timed else " | ")
+            + (f"{ms['median'] / base_ms:.2f} | " if timed and base_ms else " | ")
         )
         load_share = "" if row["other_cpu_load"] is None else f"{row['other_cpu_load']:.2f}"
         if row["diverged"]:
@@ -495,8 +505,7 @@ def run(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"guide_families_{device.type}{'_smoke' if args.smoke else ''}"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
-    (out / f"{stem}.md").write_text(markdown(result))
+    write_results(out, stem, result, markdown(result))
     print(f"wrote {out / stem}.json and .md")
     return result
 

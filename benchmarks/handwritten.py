@@ -55,16 +55,22 @@ class Fused:
     Arguments:
         model: A :class:`~pyro_vi.models.vae.VAE` with a Bernoulli likelihood; its ``decoder`` is
             used directly.
-        guide: An :class:`~pyro_vi.guides.gaussian.AmortizedDiagonalNormal`; its ``encoder``,
-            ``loc_head``, ``scale_head`` and ``min_scale`` are used directly.
+        guide: An :class:`~pyro_vi.guides.AmortizedGuide` with the diagonal family, called once
+            (its ``encoder`` and its family's ``loc_head``, ``scale_head`` and ``min_scale`` are
+            used directly), or the older ``AmortizedDiagonalNormal``.
         num_particles: K.
     """
 
     def __init__(self, model: Any, guide: Any, num_particles: int = 1) -> None:
+        heads = guide
+        if hasattr(guide, "families"):  # an AmortizedGuide: its diagonal family holds the heads
+            if "z" not in guide.families:
+                raise ValueError("call the AmortizedGuide once first: its family is built lazily")
+            heads = guide.families["z"]
         self.encoder = guide.encoder
-        self.loc_head = guide.loc_head
-        self.scale_head = guide.scale_head
-        self.min_scale = float(guide.min_scale)
+        self.loc_head = heads.loc_head
+        self.scale_head = heads.scale_head
+        self.min_scale = float(heads.min_scale)
         self.decoder = model.decoder
         self.num_particles = int(num_particles)
         self.model_params = list(self.decoder.parameters())

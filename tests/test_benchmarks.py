@@ -85,12 +85,14 @@ IDS = [f"{name}-K{k}" + ("-1bw" if one else "") for name, k, one in CASES]
 
 def _pair(speed, name, num_particles, dtype, one_backward=False):
     model, guide = iwae_mlp_vae()
+    x = torch.bernoulli(torch.full((8, 1, 28, 28), 0.3, dtype=dtype))
     model.to(dtype)
     guide.to(dtype)
+    with pyro.poutine.block():
+        guide(x)  # the guide builds its encoder and heads, in x's dtype, at its first call
     options = speed.estimator_options(name, num_particles)
     library = estimators.get(name, **options)
     fused = speed.handwritten.make(name, model, guide, one_backward=one_backward, **options)
-    x = torch.bernoulli(torch.full((8, 1, 28, 28), 0.3, dtype=dtype))
     return model, guide, library, fused, x
 
 
