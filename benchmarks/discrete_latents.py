@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import sys
 import time
@@ -61,7 +60,6 @@ import pyro.optim
 import torch
 from pyro.infer import SVI
 
-from pyro_vi.data import load
 from pyro_vi.devices import resolve_device
 from pyro_vi.estimators import get
 from pyro_vi.evaluation import gradient_snr, log_likelihood
@@ -71,7 +69,13 @@ from pyro_vi.nets import MLPDecoder, MLPEncoder
 from pyro_vi.train import evaluate_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import OtherLoad, environment, write_results  # sibling file
+from harness import (  # the sibling file: benchmarks/ is not a package
+    OtherLoad,
+    binarized_mnist,
+    default_data_dir,
+    environment,
+    write_results,
+)
 
 #: name -> (relaxation, estimator, options)
 VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -106,40 +110,14 @@ SMOKE = {
 ELBO_PARTICLES = 5
 #: Discarded gradient draws before the variance is measured (the K = 1 running baseline).
 WARMUP_DRAWS = 20
-RANDOM_SIZES = {"train": 200, "test": 100}
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 # -- data and models --------------------------------------------------------------------------
 
 
-def default_data_dir() -> str | None:
-    """``$PYRO_VI_DATA``, else ``../shared/data`` beside the checkout when it exists."""
-    configured = os.environ.get("PYRO_VI_DATA")
-    if configured:
-        return configured
-    return str(SHARED_DATA) if SHARED_DATA.is_dir() else None
-
-
 def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(train ``[N, 1, 28, 28]``, test, description): fixed binarized MNIST, or random images."""
-    if args.random_data:
-        generator = torch.Generator().manual_seed(args.seed)
-
-        def images(count: int) -> torch.Tensor:
-            # Bernoulli(0.13): MNIST's mean pixel value; only for tests and timings.
-            return torch.bernoulli(torch.full((count, 1, 28, 28), 0.13), generator=generator)
-
-        train, test = images(RANDOM_SIZES["train"]), images(RANDOM_SIZES["test"])
-        return train, test, "random Bernoulli(0.13) 28x28 images (--random-data)"
-    if args.data_dir is None:
-        raise SystemExit(
-            "discrete_latents.py: no data directory: pass --data-dir DIR (a folder holding "
-            "binarized-mnist/binarized_mnist_{train,valid,test}.amat), set $PYRO_VI_DATA, or "
-            "use --random-data for a timing-only run"
-        )
-    data = load("binarized-mnist", args.data_dir)
-    return data.train, data.test, "fixed binarized MNIST (Larochelle & Murray), binarized-mnist/"
+    """(train ``[N, 1, 28, 28]``, test, description): binarized MNIST, or random images."""
+    return binarized_mnist("discrete_latents.py", args.data_dir, args.random_data, args.seed)
 
 
 def build(

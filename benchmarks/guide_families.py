@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import sys
 import time
@@ -51,7 +50,6 @@ import torch
 from pyro.infer import SVI
 
 from pyro_vi.architectures import iwae_mlp_vae
-from pyro_vi.data import load
 from pyro_vi.devices import resolve_device
 from pyro_vi.estimators import get
 from pyro_vi.evaluation import log_likelihood
@@ -61,6 +59,8 @@ from pyro_vi.guides.amortized import AmortizedGuide
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # the sibling file: benchmarks/ is not a package
     OtherLoad,
+    binarized_mnist,
+    default_data_dir,
     environment,
     synchronizer,
     write_results,
@@ -82,45 +82,16 @@ FAMILIES = (
 DEFAULTS = {"steps": 3000, "eval_k": 1000, "eval_images": 1000, "elbo_images": 10000}
 FULL = {"eval_k": 5000, "eval_images": 10000}
 SMOKE = {"steps": 3, "batch_size": 20, "eval_k": 10, "eval_images": 20, "elbo_images": 50}
-RANDOM_SIZES = {"train": 200, "test": 100}
 #: Particles per image of the ELBO on the evaluation images (beside the IWAE-K estimate).
 EVAL_ELBO_PARTICLES = 10
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 # -- data -------------------------------------------------------------------------------------
 
 
-def default_data_dir() -> str | None:
-    """``$PYRO_VI_DATA``, else ``../shared/data`` beside the checkout when it exists."""
-    configured = os.environ.get("PYRO_VI_DATA")
-    if configured:
-        return configured
-    return str(SHARED_DATA) if SHARED_DATA.is_dir() else None
-
-
 def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(train ``[N, 1, 28, 28]``, test, description): binarized MNIST, or random images."""
-    if args.random_data:
-        generator = torch.Generator().manual_seed(args.seed)
-
-        def images(count: int) -> torch.Tensor:
-            # Bernoulli(0.13): MNIST's mean pixel value; only for tests and timings.
-            return torch.bernoulli(torch.full((count, 1, 28, 28), 0.13), generator=generator)
-
-        train, test = images(RANDOM_SIZES["train"]), images(RANDOM_SIZES["test"])
-        return train, test, "random Bernoulli(0.13) 28x28 images (--random-data)"
-    if args.data_dir is None:
-        raise SystemExit(
-            "guide_families.py: no data directory: pass --data-dir DIR (a folder holding "
-            "binarized-mnist/binarized_mnist_{train,valid,test}.amat), set $PYRO_VI_DATA, or "
-            "use --random-data for a timing-only run"
-        )
-    data = load("binarized-mnist", args.data_dir)
-    return data.train, data.test, "fixed binarized MNIST (Larochelle & Murray), binarized-mnist/"
-
-
-# -- one family -------------------------------------------------------------------------------
+    return binarized_mnist("guide_families.py", args.data_dir, args.random_data, args.seed)
 
 
 def count(parameters: Any) -> int:

@@ -243,3 +243,43 @@ def write_results(out: str | Path, stem: str, result: dict[str, Any], markdown: 
     path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     (folder / f"{stem}.md").write_text(markdown)
     return path
+
+
+# -- data -------------------------------------------------------------------------------------
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: Sizes of the random stand-in data (tests and timings only).
+RANDOM_SIZES = {"train": 200, "test": 100}
+
+
+def default_data_dir() -> str | None:
+    """``$PYRO_VI_DATA``, else ``../shared/data`` beside the checkout when it exists."""
+    configured = os.environ.get("PYRO_VI_DATA")
+    if configured:
+        return configured
+    return str(SHARED_DATA) if SHARED_DATA.is_dir() else None
+
+
+def binarized_mnist(
+    script: str, data_dir: str | None, random_data: bool, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(train ``[N, 1, 28, 28]``, test, description): fixed binarized MNIST from ``data_dir``,
+    or random Bernoulli(0.13) images (MNIST's mean pixel value) for tests and timings."""
+    if random_data:
+        generator = torch.Generator().manual_seed(seed)
+
+        def images(count: int) -> torch.Tensor:
+            return torch.bernoulli(torch.full((count, 1, 28, 28), 0.13), generator=generator)
+
+        train, test = images(RANDOM_SIZES["train"]), images(RANDOM_SIZES["test"])
+        return train, test, "random Bernoulli(0.13) 28x28 images (--random-data)"
+    if data_dir is None:
+        raise SystemExit(
+            f"{script}: no data directory: pass --data-dir DIR (a folder holding "
+            "binarized-mnist/binarized_mnist_{train,valid,test}.amat), set $PYRO_VI_DATA, or "
+            "use --random-data for a timing-only run"
+        )
+    from pyro_vi.data import load
+
+    data = load("binarized-mnist", data_dir)
+    return data.train, data.test, "fixed binarized MNIST (Larochelle & Murray), binarized-mnist/"
