@@ -127,6 +127,17 @@ def all_ranks_finite(bad: torch.Tensor) -> torch.Tensor:
     return bad
 
 
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` holds on any rank (itself, without a process group)."""
+    if not is_distributed():
+        return flag
+    # nccl reduces CUDA tensors only.
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
     """The mean of a tensor over the ranks."""
     value = value.clone()

@@ -73,6 +73,8 @@ class History:
         best_epoch: The epoch (0-based) with the lowest validation loss so far, or ``None``.
         stopped_early: True when the validation loss stopped improving for ``early_stopping``
             epochs.
+        steps: Optimizer steps of each epoch (fewer than a full epoch's when the time budget
+            cut it short).
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -86,6 +88,7 @@ class History:
     grad_norm: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
+    steps: list[int] = field(default_factory=list)
 
     @property
     def epochs(self) -> int:
@@ -436,12 +439,16 @@ def _train(
                     position.total = position.total + value.double() * weight
                     position.seen += len(index)
                     position.batch = index_in_epoch + 1
-                    if stop.requested or saving.due(state.count):
+                    # Every rank stops at the same step (one all-reduce per step under DDP), or
+                    # the checkpoint every rank must join would not line up.
+                    stopping = distributed.any_rank(stop.requested)
+                    if stopping or saving.due(state.count):
                         position.seconds = position.seconds + time.perf_counter() - start
                         start = time.perf_counter()
                         saving.save(state, history, position)
-                        if stop.requested:
+                        if stopping:
                             raise KeyboardInterrupt
+                steps_in_epoch = position.batch
                 if position.seen == 0:
                     break
                 state.end_of_epoch(epoch, history, order, batch_size, train_items)
@@ -449,6 +456,7 @@ def _train(
                 if distributed.is_distributed():
                     total = distributed.mean_over_ranks(torch.as_tensor(total, device=device))
                 history.train_loss.append(float(total) / position.seen)
+                history.steps.append(steps_in_epoch)
                 history.seconds.append(position.seconds + time.perf_counter() - start)
                 if test_items is not None:
                     history.test_loss.append(evaluate_loss(model, guide, test_items, loss))
@@ -729,6 +737,15 @@ class Trainer:
     def _loss(self, *batch: torch.Tensor) -> torch.Tensor:
         return self.loss.differentiable_loss(self.model, self.guide, *batch, **self.kwargs)
 
+    def _buffers(self) -> list[torch.Tensor]:
+        """The networks' buffers (running statistics), in a fixed order."""
+        return [
+            buffer
+            for module in modules_of(self.model, self.guide)
+            for buffer in module.buffers()
+            if buffer.is_floating_point() or buffer.dtype == torch.long
+        ]
+
     def grad_norm(self) -> float:
         """The norm of the last step's gradient over every parameter (one read of the device)."""
         grads = [p.grad for p in self.params if p.grad is not None]
@@ -745,6 +762,7 @@ class Trainer:
         averages = getattr(self.loss, "_averages", None)
         return {
             "params": [p.detach().clone() for p in self.params],
+            "buffers": [b.detach().clone() for b in self._buffers()],
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "estimator": {"averages": dict(averages)} if averages else {},
@@ -772,6 +790,11 @@ class Trainer:
         with torch.no_grad():
             for param, value in zip(self.params, state["params"], strict=True):
                 param.copy_(value)
+            buffers = self._buffers()
+            saved_buffers = state.get("buffers", [])
+            if len(saved_buffers) == len(buffers):  # e.g. batch-norm statistics
+                for buffer, value in zip(buffers, saved_buffers, strict=True):
+                    buffer.copy_(value)
         if self.optimizer is not None and state["optimizer"] is not None:
             self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
