@@ -12,6 +12,12 @@ name                loader                           source
 :func:`load` picks a loader by name and finds the files under one data directory, laid out as
 ``<root>/mnist``, ``<root>/fashion-mnist`` and ``<root>/binarized-mnist``.
 
+A user's own data: :func:`load_path` reads a ``.npz``/``.npy`` file, a CSV/TSV/Parquet table or
+a folder of PNG/JPEG images into an :class:`ArrayData` (tables ``[N, D]``, images
+``[N, C, H, W]`` in [0, 1]) with test and validation splits (:mod:`pyro_vi.data.files`);
+:func:`as_batchable` makes any map-style ``torch.utils.data.Dataset`` something
+:func:`pyro_vi.train.fit` batches.
+
 Example:
     >>> data = load("mnist", "~/data", download=True, binarize="dynamic")
     >>> batch = data.train[torch.randint(len(data.train), (64,))]
@@ -22,16 +28,21 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._checks import check_choice
+from .._registry import Registry
 from ._args import check_root
+from .array_data import ArrayData
+from .arrays import ARRAY_KEYS
+from .batchable import DatasetColumn, as_batchable
 from .binarized_mnist import BINARIZED_MNIST_URL, load_binarized_mnist, read_amat
 from .container import DynamicBinarization, ImageData, Images
 from .digits import load_digits
 from .download import download_files
-from .errors import DatasetCorruptedError, DatasetNotFoundError
+from .errors import DatasetCorruptedError, DatasetNotFoundError, MissingDependencyError
+from .files import load_path
 from .idx import read_idx, write_idx
 from .mnist import (
     FASHION_MNIST_MD5,
@@ -41,8 +52,11 @@ from .mnist import (
     load_fashion_mnist,
     load_mnist,
 )
+from .splits import split_indices
+from .values import VALUE_KINDS, value_kind
 
 __all__ = [
+    "ARRAY_KEYS",
     "BINARIZED_MNIST_URL",
     "DATASETS",
     "DATA_ENV",
@@ -50,11 +64,17 @@ __all__ = [
     "FASHION_MNIST_MIRRORS",
     "MNIST_MD5",
     "MNIST_MIRRORS",
+    "VALUE_KINDS",
+    "ArrayData",
+    "Dataset",
+    "DatasetColumn",
     "DatasetCorruptedError",
     "DatasetNotFoundError",
     "DynamicBinarization",
     "ImageData",
     "Images",
+    "MissingDependencyError",
+    "as_batchable",
     "default_root",
     "download_files",
     "load",
@@ -62,24 +82,47 @@ __all__ = [
     "load_digits",
     "load_fashion_mnist",
     "load_mnist",
+    "load_path",
     "read_amat",
     "read_idx",
+    "split_indices",
+    "value_kind",
     "write_idx",
 ]
 
 #: Environment variable naming the data directory that :func:`load` uses when given no root.
 DATA_ENV = "PYRO_VI_DATA"
 
-# name -> (loader, whether it reads files from <root>/<name>)
-_LOADERS: dict[str, tuple[Callable[..., ImageData], bool]] = {
-    "digits": (load_digits, False),
-    "mnist": (load_mnist, True),
-    "fashion-mnist": (load_fashion_mnist, True),
-    "binarized-mnist": (load_binarized_mnist, True),
-}
 
-#: The names :func:`load` accepts.
-DATASETS: tuple[str, ...] = tuple(_LOADERS)
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset :func:`load` knows by name, and the facts about it that a spec checks.
+
+    Attributes:
+        loader: Returns the :class:`ImageData`; called as ``loader(<root>/<name>, **options)``
+            when ``reads_files``, else ``loader(**options)``.
+        reads_files: Whether it reads files from a folder under the data directory.
+        grey_levels: How many values a pixel takes (k / (levels - 1), k = 0..levels - 1).
+        labelled: Whether it has class labels (a conditional model needs them).
+    """
+
+    loader: Callable[..., ImageData]
+    reads_files: bool
+    grey_levels: int
+    labelled: bool
+
+
+#: Every dataset by name, in the order the docs list them; ``list(DATASETS)`` gives the names.
+DATASETS: Registry[Dataset] = Registry("dataset")
+DATASETS.register("digits", Dataset(load_digits, reads_files=False, grey_levels=17, labelled=True))
+DATASETS.register("mnist", Dataset(load_mnist, reads_files=True, grey_levels=256, labelled=True))
+DATASETS.register(
+    "fashion-mnist", Dataset(load_fashion_mnist, reads_files=True, grey_levels=256, labelled=True)
+)
+DATASETS.register(
+    "binarized-mnist",
+    Dataset(load_binarized_mnist, reads_files=True, grey_levels=2, labelled=False),
+)
 
 
 def default_root() -> Path:
@@ -112,8 +155,8 @@ def load(name: str, root: str | os.PathLike[str] | None = None, **options: Any) 
     Example:
         >>> data = load("mnist", "/data", binarize="dynamic")  # reads /data/mnist/*.gz
     """
-    name = check_choice("name", name, DATASETS)
-    loader, reads_files = _LOADERS[name]
+    dataset = DATASETS[name]
+    loader = dataset.loader
     allowed = [
         parameter.name
         for parameter in inspect.signature(loader).parameters.values()
@@ -124,7 +167,7 @@ def load(name: str, root: str | os.PathLike[str] | None = None, **options: Any) 
         raise TypeError(
             f"load({name!r}) got unknown option(s) {unknown}; {loader.__name__} accepts {allowed}"
         )
-    if not reads_files:
+    if not dataset.reads_files:
         return loader(**options)
     directory = default_root() if root is None else check_root(root)
     return loader(directory / name, **options)

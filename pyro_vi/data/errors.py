@@ -14,6 +14,7 @@ from pathlib import Path
 __all__ = [
     "DatasetCorruptedError",
     "DatasetNotFoundError",
+    "MissingDependencyError",
     "corrupted",
     "not_found",
 ]
@@ -32,6 +33,14 @@ class DatasetCorruptedError(ValueError):
     Raised for a wrong checksum, a bad IDX header, a truncated or over-long payload, an unreadable
     gzip stream, malformed text or unexpected counts. The message names the file, what was
     expected, what was found, and suggests deleting the file and downloading it again.
+    """
+
+
+class MissingDependencyError(ImportError, ValueError):
+    """Reading a file needs an optional package that is not installed (pyarrow for Parquet).
+
+    The message names the package and the command that installs it. An ``ImportError`` for what
+    it is, and a ``ValueError`` so that the command line reports it as bad input, in one line.
     """
 
 

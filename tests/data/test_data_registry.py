@@ -26,7 +26,17 @@ def _write_small_binarized(folder: Path) -> None:
 
 
 def test_names():
-    assert DATASETS == ("digits", "mnist", "fashion-mnist", "binarized-mnist")
+    assert tuple(DATASETS) == ("digits", "mnist", "fashion-mnist", "binarized-mnist")
+
+
+def test_facts_a_spec_checks():
+    assert {name: d.grey_levels for name, d in DATASETS.items()} == {
+        "digits": 17,
+        "mnist": 256,
+        "fashion-mnist": 256,
+        "binarized-mnist": 2,
+    }
+    assert [name for name, d in DATASETS.items() if not d.labelled] == ["binarized-mnist"]
 
 
 def test_digits_passes_options_and_ignores_root(tmp_path):
