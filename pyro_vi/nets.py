@@ -2,18 +2,43 @@
 
 Every network here accepts any number of leading batch dimensions, because the multi-sample
 estimators call decoders on latents of shape ``[K, B, D]`` (particles, batch, latent).
+
+An encoder and the decoder that mirrors it are described together by a :class:`MLPNetwork` or a
+:class:`ConvNetwork` (what a spec's ``decoder``/``encoder`` table holds, and what
+:mod:`pyro_vi.architectures` takes): the description builds both once it knows the shapes, so a
+decoder always outputs what its likelihood reads.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from pyro_vi._checks import check_choice, check_int, describe
+from pyro_vi._registry import Registry
+
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "NETWORKS",
+    "ConcatMLPEncoder",
+    "ConvDecoder",
+    "ConvEncoder",
+    "ConvNetwork",
+    "MLPDecoder",
+    "MLPEncoder",
+    "MLPNetwork",
+    "Network",
+    "encoder_features",
+    "flatten_datapoints",
+    "network",
+]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -334,3 +359,119 @@ class ConvDecoder(nn.Module):
         h = self.act(self.deconv1(h, output_size=self._mid))
         h = self.deconv2(h, output_size=self.data_shape[1:])
         return h.reshape(*batch_shape, *self.data_shape)
+
+
+@dataclass(frozen=True)
+class MLPNetwork:
+    """An MLP encoder and the decoder that mirrors it, by hidden sizes listed data side first.
+
+    Arguments:
+        hidden: Hidden layer sizes from the data towards the latent; the decoder runs them
+            reversed, from the latent towards the data.
+        activation: One of :data:`ACTIVATIONS`.
+
+    Example:
+        >>> net = MLPNetwork([200, 200])
+        >>> net.encoder((1, 28, 28)).out_features, net.decoder(50, (1, 28, 28))(z).shape[-3:]
+        (200, torch.Size([1, 28, 28]))
+    """
+
+    hidden: Sequence[int] = (256, 256)
+    activation: str = "tanh"
+    type: ClassVar[str] = "mlp"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hidden, str) or not isinstance(self.hidden, Sequence) or not self.hidden:
+            raise TypeError(
+                f"hidden must be a non-empty list of layer sizes such as [200, 200], got "
+                f"{describe(self.hidden)}"
+            )
+        # A tuple: the description is frozen (hashable, and equal to another with equal sizes).
+        object.__setattr__(self, "hidden", _check_sizes("hidden", self.hidden))
+        check_choice("activation", self.activation, ACTIVATIONS)
+
+    def encoder(self, data_shape: Sequence[int]) -> MLPEncoder:
+        """The encoder from data ``[..., *data_shape]`` to features ``[..., hidden[-1]]``."""
+        return MLPEncoder(data_shape, self.hidden, self.activation)
+
+    def decoder(self, latent_dim: int, out_shape: Sequence[int]) -> MLPDecoder:
+        """The decoder from latents ``[..., latent_dim]`` to ``[..., *out_shape]``."""
+        return MLPDecoder(latent_dim, tuple(reversed(self.hidden)), out_shape, self.activation)
+
+
+@dataclass(frozen=True)
+class ConvNetwork:
+    """A :class:`ConvEncoder` and the :class:`ConvDecoder` that mirrors it.
+
+    Arguments:
+        features: Width of the dense layer on each side of the convolutions.
+        activation: One of :data:`ACTIVATIONS`.
+
+    Example:
+        >>> ConvNetwork(256).encoder((1, 28, 28)).out_features
+        256
+    """
+
+    features: int = 256
+    activation: str = "relu"
+    type: ClassVar[str] = "conv"
+
+    def __post_init__(self) -> None:
+        check_int("features", self.features, minimum=1)
+        check_choice("activation", self.activation, ACTIVATIONS)
+
+    def encoder(self, data_shape: Sequence[int]) -> ConvEncoder:
+        """The encoder from images ``[..., C, H, W]`` to features ``[..., features]``."""
+        return ConvEncoder(data_shape, self.features, self.activation)
+
+    def decoder(self, latent_dim: int, out_shape: Sequence[int]) -> ConvDecoder:
+        """The decoder from latents ``[..., latent_dim]`` to ``[..., *out_shape]``."""
+        return ConvDecoder(latent_dim, out_shape, self.features, self.activation)
+
+
+#: A network description: what builds an encoder and its mirrored decoder.
+Network = MLPNetwork | ConvNetwork
+
+#: The network descriptions by ``type``, as a spec's ``{type = "mlp", ...}`` table names them.
+NETWORKS: Registry[type[MLPNetwork] | type[ConvNetwork]] = Registry("network type")
+NETWORKS.register(MLPNetwork.type, MLPNetwork)
+NETWORKS.register(ConvNetwork.type, ConvNetwork)
+
+
+def network(description: Network | Mapping[str, Any] | None = None) -> Network:
+    """A network description from itself, a table, or ``None`` (the default MLP).
+
+    Arguments:
+        description: A :class:`MLPNetwork` or :class:`ConvNetwork`; a table
+            ``{"type": "mlp", "hidden": [...], "activation": ...}`` or ``{"type": "conv",
+            "features": ..., "activation": ...}`` (``type`` defaults to ``"mlp"``, unset keys to
+            the class defaults); or ``None`` for ``MLPNetwork()``.
+
+    Returns:
+        The description.
+
+    Raises:
+        TypeError, ValueError: naming the key and what it allows.
+
+    Example:
+        >>> network({"type": "conv", "features": 128})
+        ConvNetwork(features=128, activation='relu')
+    """
+    if description is None:
+        return MLPNetwork()
+    if isinstance(description, MLPNetwork | ConvNetwork):
+        return description
+    if not isinstance(description, Mapping):
+        raise TypeError(
+            "a network must be an MLPNetwork, a ConvNetwork or a table with 'type' ('mlp' or "
+            f"'conv') and its options, got {describe(description)}"
+        )
+    options = dict(description)
+    kind = NETWORKS[options.pop("type", MLPNetwork.type)]
+    try:
+        return kind(**options)
+    except TypeError as error:
+        if "unexpected keyword" not in str(error):
+            raise
+        allowed = sorted(kind.__dataclass_fields__)
+        raise TypeError(f"a {kind.type!r} network takes {allowed}, got {sorted(options)}") from None

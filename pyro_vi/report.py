@@ -1,61 +1,156 @@
-"""A run's report: metrics JSON and PNG figures of samples, reconstructions and loss curves.
+"""Figures of a trained model and guide, and a run's report: the package's one figure module.
 
-Samples and reconstructions are read off Pyro traces, so they work for any model whose observed
-site (``"x"`` by default) is an image distribution with a ``mean``: the figures show that mean
-(for a Bernoulli decoder, the pixel probabilities), not a noisy draw.
+Every figure reads decoder *means* off Pyro traces (for a Bernoulli decoder, the pixel
+probabilities, not a noisy draw), so it works for any model whose observed site (``"x"`` by
+default) is an image distribution with a ``mean``, and any guide of it:
+
+=============================  ========================================================
+function                       what
+=============================  ========================================================
+:func:`sample_grid`            prior samples; a conditional model one row per label
+:func:`reconstruction_grid`    test inputs above their reconstructions
+:func:`interpolation_grid`     decoded points on the line between two posterior means
+:func:`latent_scatter`         posterior means in 2-D (PCA when wider), by label
+:func:`loss_curves`            train and test loss per epoch
+:func:`image_grid`             any images in a grid
+:func:`write_report`           ``metrics.json`` and the first three figures of a pair
+=============================  ========================================================
+
+Extra model arguments (a conditional model's labels) follow the data: the functions take the
+model's arguments as a tuple ``args = (x, ...)``. A run folder's figures are chosen by the
+run's model kind (:meth:`~pyro_vi.spec.kinds.ModelKind.figures`) and written by
+:mod:`pyro_vi.runs.figures`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 from pyro import poutine
 
 from pyro_vi._checks import check_int
+from pyro_vi.evaluation import posterior_mean
+from pyro_vi.records import summary_record, write_json
 from pyro_vi.train import History
 
+__all__ = [
+    "COLUMNS",
+    "decode",
+    "image_grid",
+    "interpolate",
+    "interpolation_grid",
+    "latent_scatter",
+    "loss_curves",
+    "reconstruct",
+    "reconstruction_grid",
+    "sample_grid",
+    "sample_prior",
+    "save",
+    "write_report",
+]
 
-def _observed_mean(trace: poutine.Trace, site: str) -> torch.Tensor:
+#: Columns of every image grid (fewer when there are fewer images).
+COLUMNS = 8
+#: Guide draws per posterior mean when it has no closed form (flows): plenty for a plot.
+FIGURE_SAMPLES = 100
+#: Datapoints in a latent scatter plot.
+SCATTER_POINTS = 2000
+
+
+def _observed_mean(trace: poutine.Trace, site: str, like: torch.Tensor) -> torch.Tensor:
     if site not in trace.nodes:
         raise ValueError(
             f"observed_site={site!r} is not a sample site of the model; its sites are "
             f"{[name for name, node in trace.nodes.items() if node['type'] == 'sample']}"
         )
-    return trace.nodes[site]["fn"].mean.detach()
+    return trace.nodes[site]["fn"].mean.detach().reshape(like.shape)
+
+
+# -- images from a model and guide ------------------------------------------------------------
 
 
 @torch.no_grad()
 def reconstruct(
-    model: Callable, guide: Callable, x: torch.Tensor, observed_site: str = "x"
+    model: Callable, guide: Callable, x: torch.Tensor, *args: Any, observed_site: str = "x"
 ) -> torch.Tensor:
-    """E[x' | z] with z ~ q(z | x): the decoder's mean for a posterior draw, shaped like ``x``."""
-    guide_trace = poutine.trace(guide).get_trace(x)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
-    return _observed_mean(model_trace, observed_site).reshape(x.shape)
+    """E[x' | z] with z ~ q(z | x): the decoder's mean for a posterior draw, shaped like ``x``.
+
+    ``args`` are the model's further arguments (a conditional model's labels).
+    """
+    guide_trace = poutine.trace(guide).get_trace(x, *args)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, *args)
+    return _observed_mean(model_trace, observed_site, x)
 
 
 @torch.no_grad()
-def sample_prior(model: Callable, like: torch.Tensor, observed_site: str = "x") -> torch.Tensor:
+def sample_prior(
+    model: Callable, like: torch.Tensor, *args: Any, observed_site: str = "x"
+) -> torch.Tensor:
     """E[x | z] with z ~ p(z): one decoder mean per row of ``like`` (whose values are unused).
 
     ``like`` only fixes the batch size, shape, dtype and device; the observed site is
-    unconditioned so that the model runs generatively.
+    unconditioned so that the model runs generatively. ``args`` are the model's further
+    arguments (a conditional model's labels, one per row).
     """
-    trace = poutine.trace(poutine.uncondition(model)).get_trace(like)
-    return _observed_mean(trace, observed_site).reshape(like.shape)
+    trace = poutine.trace(poutine.uncondition(model)).get_trace(like, *args)
+    return _observed_mean(trace, observed_site, like)
+
+
+@torch.no_grad()
+def decode(
+    model: Callable, site: str, codes: torch.Tensor, args: tuple[torch.Tensor, ...]
+) -> torch.Tensor:
+    """Decoder means with the latent ``site`` set to ``codes`` ``[B, ...]``; ``args`` (B rows)
+    fix shapes and, for a conditional model, the labels."""
+    conditioned = poutine.condition(model, data={site: codes})
+    return _observed_mean(poutine.trace(conditioned).get_trace(*args), "x", args[0])
+
+
+def interpolate(
+    model: Callable,
+    guide: Callable,
+    first: tuple[torch.Tensor, ...],
+    second: tuple[torch.Tensor, ...],
+    steps: int,
+    site: str = "z",
+) -> torch.Tensor:
+    """Images along the straight line between the posterior means of two datapoints.
+
+    Arguments:
+        model, guide: The pair.
+        first, second: One datapoint each, as the model's arguments with a batch of 1.
+        steps: Points on the line, both ends included.
+        site: The latent the line runs in (the one the decoder reads).
+
+    Returns:
+        ``[steps, *image_shape]``; a conditional model keeps the first datapoint's label.
+    """
+    ends = [
+        posterior_mean(model, guide, *args, site=site, num_samples=FIGURE_SAMPLES)[0]
+        for args in (first, second)
+    ]
+    weights = torch.linspace(0, 1, steps, device=ends[0].device, dtype=ends[0].dtype)
+    weights = weights.reshape(-1, *([1] * ends[0].dim()))
+    codes = (1 - weights) * ends[0] + weights * ends[1]
+    args = tuple(item.expand(steps, *item.shape[1:]) for item in first)
+    return decode(model, site, codes, args)
+
+
+# -- figures ----------------------------------------------------------------------------------
 
 
 def image_grid(images: torch.Tensor, columns: int, title: str | None = None) -> Figure:
     """A figure showing ``images`` ``[N, C, H, W]`` (C = 1 or 3, values in [0, 1]) in a grid.
 
     The images are tiled into one mosaic with a one-pixel border and drawn with a single
-    ``imshow``: one subplot per image would cost matplotlib a second for a 64-image grid.
+    ``imshow``: one subplot per image would cost matplotlib a second for a 64-image grid. Values
+    outside [0, 1] (a categorical or Gaussian decoder's mean may leave it slightly) are clipped.
     """
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must have shape [N, 1 or 3, H, W], got {tuple(images.shape)}")
@@ -81,6 +176,113 @@ def image_grid(images: torch.Tensor, columns: int, title: str | None = None) -> 
     return figure
 
 
+def sample_grid(
+    model: Callable,
+    like: torch.Tensor,
+    labels: Sequence[int] | None = None,
+    columns: int = COLUMNS,
+) -> Figure:
+    """Prior samples in a grid, one per row of ``like``; with ``labels``, a conditional model
+    draws one row of ``columns`` samples per label."""
+    if labels is None:
+        images = sample_prior(model, like)
+        title = "Samples from the model (decoder means)"
+    else:
+        chosen = list(labels)
+        label_tensor = torch.tensor(chosen, device=like.device).repeat_interleave(columns)
+        images = sample_prior(
+            model, like[:1].expand(len(label_tensor), *like.shape[1:]), label_tensor
+        )
+        title = f"Samples of the labels {chosen}, one row each"
+    return image_grid(images, min(columns, len(images)), title)
+
+
+def reconstruction_grid(
+    model: Callable, guide: Callable, args: tuple[torch.Tensor, ...], columns: int = COLUMNS
+) -> Figure:
+    """Test inputs (odd rows) above their reconstructions (even rows), whole rows only."""
+    inputs = args[0]
+    columns = min(columns, len(inputs))
+    count = len(inputs) - len(inputs) % columns
+    args = tuple(item[:count] for item in args)
+    recon = reconstruct(model, guide, *args)
+    pairs = torch.stack(
+        [
+            args[0].reshape(-1, columns, *inputs.shape[1:]),
+            recon.reshape(-1, columns, *inputs.shape[1:]),
+        ],
+        dim=1,
+    ).reshape(-1, *inputs.shape[1:])
+    return image_grid(pairs, columns, "Test inputs (odd rows) and reconstructions (even rows)")
+
+
+def interpolation_grid(
+    model: Callable,
+    guide: Callable,
+    args: tuple[torch.Tensor, ...],
+    site: str = "z",
+    pairs: int = 4,
+    steps: int = 10,
+) -> Figure:
+    """One row per pair of test images: the first, the decoded path between them, the second.
+
+    Raises:
+        ValueError: fewer than two datapoints in ``args``.
+    """
+    if len(args[0]) < 2:
+        raise ValueError(f"an interpolation needs at least 2 datapoints, got {len(args[0])}")
+    rows = []
+    for row in range(min(pairs, len(args[0]) // 2)):
+        first = tuple(item[2 * row : 2 * row + 1] for item in args)
+        second = tuple(item[2 * row + 1 : 2 * row + 2] for item in args)
+        path = interpolate(model, guide, first, second, steps, site)
+        rows.append(torch.cat([first[0], path, second[0]]))
+    return image_grid(
+        torch.cat(rows),
+        steps + 2,
+        f"Interpolation in {site}: input, {steps} decoded points, input",
+    )
+
+
+def latent_scatter(
+    model: Callable,
+    guide: Callable,
+    args: tuple[torch.Tensor, ...],
+    labels: torch.Tensor | None,
+    site: str = "z",
+) -> Figure:
+    """Posterior means of ``site`` in 2-D, coloured by label (PCA when the latent is wider)."""
+    codes = posterior_mean(
+        model, guide, *args, site=site, num_samples=FIGURE_SAMPLES, batch_size=500
+    )
+    points = codes.flatten(1).double().cpu().numpy()
+    width = points.shape[1]
+    if width > 2 and np.ptp(points, axis=0).max() == 0:
+        # Every datapoint has the same code (a collapsed posterior): nothing for PCA to find.
+        points = np.zeros((len(points), 2))
+        how = f"all {width}-dim posterior means are equal"
+    elif width > 2:
+        from sklearn.decomposition import PCA
+
+        points = PCA(n_components=2, random_state=0).fit_transform(points)
+        how = f"posterior means, first two principal components of {width} dims"
+    elif width == 2:
+        how = "posterior means"
+    else:
+        points = np.column_stack([points[:, 0], np.zeros(len(points))])
+        how = "posterior means (1-dim)"
+    figure = Figure(figsize=(6, 5))
+    axis = figure.add_subplot(1, 1, 1)
+    colours = None if labels is None else labels[: len(points)].cpu().numpy()
+    # Unlabelled data (binarized MNIST) gets one colour: a colormap without values warns.
+    cmap = None if colours is None else "tab10"
+    scatter = axis.scatter(points[:, 0], points[:, 1], c=colours, cmap=cmap, s=6, alpha=0.8)
+    if colours is not None:
+        figure.colorbar(scatter, ax=axis, label="label")
+    axis.set_title(f"Test data in latent space {site}\n{how}", fontsize=10)
+    return figure
+
+
 def loss_curves(history: History, title: str | None = None) -> Figure:
     """Train and test loss (minus the bound) per epoch, nats per datapoint."""
     figure = Figure(figsize=(6, 4))
@@ -96,6 +298,16 @@ def loss_curves(history: History, title: str | None = None) -> Figure:
     axis.legend()
     figure.tight_layout()
     return figure
+
+
+def save(figure: Figure, path: str | Path) -> Path:
+    """Write a figure as PNG and return its path."""
+    path = Path(path)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+# -- a report ---------------------------------------------------------------------------------
 
 
 def write_report(
@@ -125,33 +337,15 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     count = min(check_int("num_images", num_images, minimum=1), len(test_x))
-    columns = min(8, count)
-    count -= count % columns  # whole rows only
     inputs = test_x[:count]
-    recon = reconstruct(model, guide, inputs)
-    # Alternate a row of inputs with the row of their reconstructions.
-    pairs = torch.stack(
-        [
-            inputs.reshape(-1, columns, *inputs.shape[1:]),
-            recon.reshape(-1, columns, *inputs.shape[1:]),
-        ],
-        dim=1,
-    )
     paths = {
         "metrics": out / "metrics.json",
         "samples": out / "samples.png",
         "reconstructions": out / "reconstructions.png",
         "loss_curves": out / "loss_curves.png",
     }
-    image_grid(
-        sample_prior(model, inputs), columns, "Samples from the model (decoder means)"
-    ).savefig(paths["samples"], dpi=100)
-    image_grid(
-        pairs.reshape(-1, *inputs.shape[1:]),
-        columns,
-        "Test inputs (odd rows) and reconstructions (even rows)",
-    ).savefig(paths["reconstructions"], dpi=100)
-    loss_curves(history).savefig(paths["loss_curves"], dpi=100)
-    payload = {"history": history.to_dict(), "config": config or {}, "metrics": metrics or {}}
-    paths["metrics"].write_text(json.dumps(payload, indent=2))
+    save(sample_grid(model, inputs), paths["samples"])
+    save(reconstruction_grid(model, guide, (inputs,)), paths["reconstructions"])
+    save(loss_curves(history), paths["loss_curves"])
+    write_json(paths["metrics"], summary_record(metrics or {}, history, config or {}))
     return paths

@@ -11,15 +11,33 @@ from pyro_vi.models.conjugate import FactorAnalysis, NormalNormal, NormalNormalG
 F64 = torch.float64
 
 
-def make_conjugate(name):
+def make_conjugate(name, dtype=F64, device="cpu"):
+    """The conjugate model ``name`` with fixed parameters (the same values in every dtype)."""
     generator = torch.Generator().manual_seed(1)
+
+    def draw(*shape, uniform=False):
+        values = (torch.rand if uniform else torch.randn)(*shape, dtype=F64, generator=generator)
+        return values.to(device=device, dtype=dtype)
+
     if name == "normal_normal":
-        return NormalNormal(torch.randn(3, dtype=F64, generator=generator), 1.3, 0.7)
+        return NormalNormal(draw(3), 1.3, 0.7)
     if name == "factor_analysis":
-        weight = torch.randn(5, 2, dtype=F64, generator=generator)
-        noise = torch.rand(5, dtype=F64, generator=generator) + 0.2
-        return FactorAnalysis(weight, torch.randn(5, dtype=F64, generator=generator), noise)
-    return NormalNormalGlobal(torch.randn(3, dtype=F64, generator=generator), 1.3, 0.7)
+        weight = draw(5, 2)
+        noise = draw(5, uniform=True) + 0.2
+        return FactorAnalysis(weight, draw(5), noise)
+    return NormalNormalGlobal(draw(3), 1.3, 0.7)
+
+
+def conjugate_and_data(name, num_data, dtype=F64, device="cpu"):
+    """The model on ``device`` and ``num_data`` datapoints drawn from it.
+
+    The data are drawn on the CPU, the same draws whatever the device, and moved there.
+    """
+    model = make_conjugate(name, dtype)
+    data = model.sample(num_data)
+    if torch.device(device).type == "cpu":
+        return model, data
+    return make_conjugate(name, dtype, device), data.to(device)
 
 
 CONJUGATE = ["normal_normal", "factor_analysis", "normal_normal_global"]

@@ -250,18 +250,22 @@ def digits_batch():
 
 def test_active_units_counts_the_dimensions_the_encoder_uses(digits_batch):
     model, guide = mlp_vae((1, 8, 8), latent_dim=6, hidden=(32,))
+    pyro.poutine.trace(guide).get_trace(digits_batch)  # its heads are built at the first call
+    loc_head = guide.families["z"].loc_head
     with torch.no_grad():
         # Units 0, 2, 4: a posterior mean that ignores x (the bias alone), variance exactly 0.
-        guide.loc_head.weight[[0, 2, 4]] = 0.0
+        loc_head.weight[[0, 2, 4]] = 0.0
         # Units 1, 3, 5: amplified, so their variance (measured ~0.35) is far above 0.01.
-        guide.loc_head.weight[[1, 3, 5]] *= 5.0
+        loc_head.weight[[1, 3, 5]] *= 5.0
     count, variances = active_units(model, guide, digits_batch)
     assert count == 3
     assert variances.shape == (6,)
     assert bool((variances[[0, 2, 4]] < 1e-12).all()) and bool((variances[[1, 3, 5]] > 0.1).all())
     # The exact posterior mean (the Normal's .mean) is used: A_u is its variance over the data.
     with torch.no_grad():
-        expected = guide.posterior(digits_batch).mean.var(0, correction=0)
+        (site,) = guide.structure.sites
+        q = guide.posterior(site, guide.context(digits_batch))
+        expected = q.mean.var(0, correction=0)
     torch.testing.assert_close(variances, expected)
     # Batches change nothing but memory.
     count_batched, batched = active_units(model, guide, digits_batch, batch_size=64)
@@ -360,6 +364,7 @@ def snr(name, particles, model, guide, x):
     return stats["guide"].mean_snr
 
 
+@pytest.mark.slow
 def test_iwae_guide_snr_falls_with_k_while_dregs_does_not():
     model = make_normal_normal()
     x = model.sample(10)

@@ -10,7 +10,6 @@ from typing import Any
 
 import pyro
 import torch
-from tqdm.auto import tqdm
 
 from pyro_vi._callables import eval_mode
 from pyro_vi._checks import check_int
@@ -26,6 +25,7 @@ from pyro_vi.evaluation._common import (
     _check_pair,
     _check_plate_name,
 )
+from pyro_vi.progress import progress_bar
 
 #: Particle-datapoint pairs per vectorized pass when ``batch_size="auto"``: large enough that the
 #: networks run on big matrices, small enough for a few hundred MiB with an MNIST-size VAE.
@@ -112,7 +112,7 @@ def log_likelihood(
     count = _count_rows(args)
     batches = 1 if batch_size is None or count is None else math.ceil(count / batch_size)
     passes = batches * math.ceil(num_samples / chunk_size)
-    bar = tqdm(total=passes, desc="log-likelihood", unit="pass", disable=not progress)
+    bar = progress_bar(None, total=passes, desc="log-likelihood", unit="pass", enabled=progress)
     results = []
     nesting, structure = None, None
     started = time.perf_counter()

@@ -42,6 +42,7 @@ from torch import nn
 
 from pyro_vi._checks import check_int, describe
 from pyro_vi._module import UniquePyroModule
+from pyro_vi._registry import check_options
 from pyro_vi.guides import families
 from pyro_vi.guides._sites import (
     LatentSite,
@@ -373,12 +374,7 @@ def _rows(inputs: tuple[Any, ...], index: torch.Tensor, num_rows: int) -> tuple[
 
 def _check_family(name: str, family_options: dict[str, Any]) -> None:
     """Fail at construction, not at the first call, on an unknown family or option name."""
-    allowed = families.options(name)
-    unknown = sorted(set(family_options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"family {name!r} takes no option {unknown[0]!r}; its options are {sorted(allowed)}"
-        )
+    check_options("family", name, family_options, families.options(name))
 
 
 def _check_data_arg(data_arg: Any) -> int | str | tuple[int | str, ...] | None:

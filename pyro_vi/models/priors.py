@@ -5,22 +5,27 @@ A prior is an ``nn.Module`` (it may own parameters). Subclasses implement
 - ``__init__(latent_dim, *, <options>)``: calls ``super().__init__(latent_dim)``; every option
   has a default (:func:`prior_options` reads them from the signature);
 - ``forward(like) -> TorchDistribution``: p(z) with batch shape ``()`` and event shape
-  ``(latent_dim,)``, on the device and dtype of the tensor ``like`` (whose values are unused).
+  ``(latent_dim,)``, on the device and dtype of the tensor ``like`` (whose values are unused);
+
+and sets ``closed_form_kl`` (default ``False``): whether KL(q || p) from a Gaussian q has a
+closed form, which the ``meanfield`` estimator needs. A prior is registered by name in
+:data:`PRIORS`.
 
 Models score and sample priors; they never reparameterize them, so ``rsample`` is not required.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
 from torch import nn
 
-from pyro_vi._checks import check_choice, check_int, describe
+from pyro_vi._checks import check_int, describe
+from pyro_vi._registry import Registry, check_options, keyword_options
 
 
 class Prior(nn.Module):
@@ -29,6 +34,8 @@ class Prior(nn.Module):
     Arguments:
         latent_dim: D, the size of the latent vector.
     """
+
+    closed_form_kl: ClassVar[bool] = False
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
@@ -48,6 +55,8 @@ class StandardNormalPrior(Prior):
         >>> StandardNormalPrior(8)(x).event_shape
         torch.Size([8])
     """
+
+    closed_form_kl = True
 
     def forward(self, like: torch.Tensor) -> dist.TorchDistribution:
         return dist.Normal(like.new_zeros(self.latent_dim), 1.0).to_event(1)
@@ -106,9 +115,10 @@ class MixturePrior(Prior):
         return f"latent_dim={self.latent_dim}, num_components={self.num_components}"
 
 
-PRIORS = ("standard_normal", "mixture")
-
-_CLASSES: dict[str, type[Prior]] = {"standard_normal": StandardNormalPrior, "mixture": MixturePrior}
+#: Every prior by name, in the order the docs list them.
+PRIORS: Registry[type[Prior]] = Registry("prior")
+PRIORS.register("standard_normal", StandardNormalPrior)
+PRIORS.register("mixture", MixturePrior)
 
 
 def prior_options(name: str) -> dict[str, Any]:
@@ -120,17 +130,14 @@ def prior_options(name: str) -> dict[str, Any]:
     Returns:
         A dict option name -> default, e.g. ``{"num_components": 10}`` for ``"mixture"``.
 
+    Raises:
+        ValueError: an unknown name, listing the priors.
+
     Example:
         >>> prior_options("mixture")
         {'num_components': 10}
     """
-    check_choice("prior", name, PRIORS)
-    signature = inspect.signature(_CLASSES[name].__init__)
-    return {
-        option: parameter.default
-        for option, parameter in signature.parameters.items()
-        if option not in ("self", "latent_dim")
-    }
+    return keyword_options(PRIORS[name], skip=("latent_dim",))
 
 
 def make_prior(name: str, latent_dim: int, **options: Any) -> Prior:
@@ -151,21 +158,19 @@ def make_prior(name: str, latent_dim: int, **options: Any) -> Prior:
         >>> make_prior("mixture", 8, num_components=5)
         MixturePrior(latent_dim=8, num_components=5)
     """
-    allowed = prior_options(name)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"prior {name!r} takes no option {unknown[0]!r}; its options are "
-            f"{sorted(allowed) or 'none'}"
-        )
-    return _CLASSES[name](latent_dim, **options)
+    check_options("prior", name, options, prior_options(name))
+    return PRIORS[name](latent_dim, **options)
 
 
-def resolve_prior(prior: Prior | str | None, latent_dim: int, name: str = "prior") -> Prior:
+def resolve_prior(
+    prior: Prior | str | Mapping[str, Any] | None, latent_dim: int, name: str = "prior"
+) -> Prior:
     """``prior`` as a :class:`Prior` over ``latent_dim`` dimensions, for a model's constructor.
 
     Arguments:
-        prior: A :class:`Prior`, a name of :data:`PRIORS`, or ``None`` for N(0, I).
+        prior: A :class:`Prior`, a name of :data:`PRIORS`, a table with its name and options
+            (``{"name": "mixture", "num_components": 5}``, as a spec writes it), or ``None`` for
+            N(0, I).
         latent_dim: The size the model needs.
         name: The argument's name in error messages.
 
@@ -179,11 +184,14 @@ def resolve_prior(prior: Prior | str | None, latent_dim: int, name: str = "prior
     if prior is None:
         return StandardNormalPrior(latent_dim)
     if isinstance(prior, str):
-        check_choice(name, prior, PRIORS)
         return make_prior(prior, latent_dim)
+    if isinstance(prior, Mapping) and "name" in prior:
+        options = {k: v for k, v in prior.items() if k != "name"}
+        return make_prior(prior["name"], latent_dim, **options)
     if not isinstance(prior, Prior):
         raise TypeError(
-            f"{name} must be a Prior, one of {list(PRIORS)} or None, got {describe(prior)}"
+            f"{name} must be a Prior, one of {list(PRIORS)}, a table with 'name' and options, or "
+            f"None, got {describe(prior)}"
         )
     if prior.latent_dim != latent_dim:
         raise ValueError(

@@ -75,6 +75,7 @@ __all__ = [
     "check_temperature",
     "exact_log_marginal",
     "hard_threshold",
+    "relaxed_temperatures",
     "straight_through_threshold",
 ]
 
@@ -283,6 +284,41 @@ class SigmoidBeliefNet(DeepLatentModel):
         if self.temperature is not None:
             extra += f", temperature={self.temperature:g}"
         return extra
+
+
+def relaxed_temperatures(
+    relaxation: str, temperature: float | None, prior_temperature: float | None
+) -> tuple[float | None, float | None]:
+    """The guide's and the prior's temperatures of a sigmoid belief net, defaults filled in.
+
+    Arguments:
+        relaxation: One of :data:`RELAXATIONS`.
+        temperature: The relaxed guide's temperature, or ``None`` for the default.
+        prior_temperature: The relaxed prior's, or ``None`` for ``temperature``.
+
+    Returns:
+        ``(None, None)`` for ``"none"``; otherwise ``(temperature, prior_temperature)`` with
+        ``temperature`` defaulting to :data:`DEFAULT_TEMPERATURE`.
+
+    Raises:
+        ValueError: an unknown relaxation, or a temperature given with ``"none"``.
+
+    Example:
+        >>> relaxed_temperatures("concrete", 0.5, None)
+        (0.5, 0.5)
+    """
+    check_choice("relaxation", relaxation, RELAXATIONS)
+    if relaxation == "none":
+        for name, value in (("temperature", temperature), ("prior_temperature", prior_temperature)):
+            if value is not None:
+                raise ValueError(
+                    f"{name} is only used with a relaxation, got {name}={value!r} with "
+                    f"relaxation='none'; allowed: {name}=None, or relaxation in "
+                    f"{list(RELAXATIONS[1:])}"
+                )
+        return None, None
+    temperature = DEFAULT_TEMPERATURE if temperature is None else temperature
+    return temperature, temperature if prior_temperature is None else prior_temperature
 
 
 def _resolve_temperature(relaxation: str, temperature: float | None) -> float | None:

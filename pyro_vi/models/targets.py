@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from pyro_vi._checks import check_int, describe
+from pyro_vi._registry import Registry
 
 __all__ = [
     "TARGETS",
@@ -257,36 +258,39 @@ def _centres(low: float, high: float, resolution: int, dtype: torch.dtype) -> Te
 
 
 #: Every target by name.
-TARGETS: dict[str, Target] = {
-    "banana": Target(
+TARGETS: Registry[Target] = Registry("target")
+for _target in (
+    Target(
         "banana",
         banana_log_density,
         ((-4.5, 4.5), (-3.0, 7.0)),
         0.0,
         "twisted Gaussian",
     ),
-    "two_moons": Target(
+    Target(
         "two_moons",
         two_moons_log_density,
         ((-4.0, 4.0), (-4.0, 4.0)),
         MOONS_LOG_NORMALIZER,
         "Rezende & Mohamed's U1",
     ),
-    "ring": Target(
+    Target(
         "ring",
         ring_log_density,
         ((-5.0, 5.0), (-5.0, 5.0)),
         0.0,
         "8 Gaussians on a circle",
     ),
-    "funnel": Target(
+    Target(
         "funnel",
         funnel_log_density,
         ((-9.0, 9.0), (-20.0, 20.0)),
         0.0,
         "Neal's funnel, z = (v, x)",
     ),
-}
+):
+    TARGETS.register(_target.name, _target)
+del _target
 
 
 def get_target(name: str) -> Target:
@@ -302,6 +306,4 @@ def get_target(name: str) -> Target:
         >>> get_target("ring").log_normalizer
         0.0
     """
-    if not isinstance(name, str) or name not in TARGETS:
-        raise ValueError(f"unknown target {name!r}; the targets are {sorted(TARGETS)}")
     return TARGETS[name]

@@ -1,9 +1,12 @@
 """Turn a user's spec (a dict, possibly partial) into a complete, validated :class:`Spec`.
 
 Validation happens in full before anything is built: first every key and type
-(:mod:`pyro_vi.spec.schema`), then the options of each named part (likelihood, prior, family,
-estimator) by the part's own validation, then the combinations that cannot work together. The
-first problem raises one :class:`~pyro_vi.spec.schema.SpecError`.
+(:mod:`pyro_vi.spec.schema`; the keys of ``[model]`` and ``[guide]`` are those of the model's
+kind, :mod:`pyro_vi.spec.kinds`), then the options of each named part (likelihood, prior,
+family, estimator) by the part's own validation, then the combinations that cannot work
+together: the data against the likelihood, the kind's own checks, and the capability table of
+:mod:`pyro_vi.spec.capabilities` (estimator against model and guide). The first problem raises
+one :class:`~pyro_vi.spec.schema.SpecError`.
 """
 
 from __future__ import annotations
@@ -12,40 +15,29 @@ import copy
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
-from pyro_vi import data as datasets
 from pyro_vi import estimators
 from pyro_vi.devices import resolve_device
 from pyro_vi.guides import families
-from pyro_vi.models import likelihoods, priors, sbn
-from pyro_vi.nets import ACTIVATIONS
+from pyro_vi.models import likelihoods, priors
+from pyro_vi.nets import ACTIVATIONS, NETWORKS
+from pyro_vi.spec.capabilities import check_capabilities
+from pyro_vi.spec.data_section import (  # DATA, DATA_LEVELS: re-exported beside the other keys
+    DATA,  # noqa: F401
+    DATA_LEVELS,  # noqa: F401
+    check_data_section,
+    resolve_data,
+)
+from pyro_vi.spec.kinds import KINDS, ModelKind, kind_of
 from pyro_vi.spec.schema import Field, SpecError, check_field, check_keys, fail, resolve_table
 
-SECTIONS = ("data", "model", "guide", "estimator", "optimizer", "training")
-MODEL_KINDS = ("vae", "vq_vae", "autoencoder", "sbn")
-NETWORK_TYPES = ("mlp", "conv")
+SECTIONS = ("data", "model", "guide", "estimator", "optimizer", "training", "log")
+NETWORK_TYPES = tuple(NETWORKS)
 OPTIMIZERS = ("adam", "clipped_adam")
-#: Families whose q has a closed-form KL to a Gaussian prior (what ``meanfield`` needs).
-GAUSSIAN_FAMILIES = ("diagonal", "full_rank", "low_rank")
-#: Estimators whose gradient scores the guide at a detached copy of its own sample.
-FRESH_VALUE_ESTIMATORS = ("stl", "dreg")
-#: Grey levels of each dataset's pixels: values k / (levels - 1).
-DATA_LEVELS = {"digits": 17, "mnist": 256, "fashion-mnist": 256, "binarized-mnist": 2}
-#: Datasets whose files carry labels (a conditional model needs them).
-LABELLED = ("digits", "mnist", "fashion-mnist")
 #: Options the spec does not expose: the spec's models always use the package's data plate.
 _INTERNAL_ESTIMATOR_OPTIONS = ("data_plate", "max_plate_nesting", "vectorize_particles")
-
-DATA = {
-    "name": Field("str", "digits", "the dataset", choices=tuple(datasets.DATASETS)),
-    "dir": Field("str", None, "folder holding <dir>/<name>/ (default: $PYRO_VI_DATA)"),
-    "binarize": Field(
-        "str", "dynamic", "'dynamic': a fresh binary draw each epoch", choices=("dynamic", "none")
-    ),
-    "limit": Field("int", None, "train on the first N training images only", minimum=1),
-    "test_limit": Field("int", None, "evaluate on the first N test images only", minimum=1),
-}
 
 MLP_NETWORK = {
     "type": Field("str", "mlp", "network type", choices=NETWORK_TYPES),
@@ -57,67 +49,10 @@ CONV_NETWORK = {
     "features": Field("int", 256, "width of the dense layer after the convolutions", minimum=1),
     "activation": Field("str", "relu", "nonlinearity", choices=tuple(sorted(ACTIVATIONS))),
 }
+#: The keys of a network table, by its type.
+NETWORK_FIELDS = {"mlp": MLP_NETWORK, "conv": CONV_NETWORK}
 
-_MODEL_COMMON = {
-    "kind": Field("str", "vae", "the model", choices=MODEL_KINDS),
-}
-_VAE_ONLY = {
-    "conditional": Field("bool", False, "condition decoder and encoder on the label"),
-    "stochastic_hidden": Field(
-        "ints", [100, 100], "deterministic layers between two stochastic layers", minimum=1
-    ),
-}
-_VQ_ONLY = {
-    "num_codes": Field("int", 64, "codebook size K", minimum=2),
-    "code_dim": Field("int", 8, "size D of each code vector", minimum=1),
-    "num_latents": Field("int", 4, "code vectors n per datapoint", minimum=1),
-    "commitment": Field("float", 0.25, "commitment-loss weight beta", minimum=0.0),
-}
-_SBN_ONLY = {
-    "relaxation": Field(
-        "str",
-        "none",
-        "'none': binary latents (score-function/VIMCO gradients); 'concrete' or "
-        "'straight_through': their binary Concrete relaxation (pathwise gradients, biased)",
-        choices=sbn.RELAXATIONS,
-    ),
-    "temperature": Field(
-        "float",
-        None,
-        f"the relaxed guide's temperature (default {sbn.DEFAULT_TEMPERATURE:.4g} with a "
-        "relaxation)",
-        minimum=0.0,
-        exclusive=True,
-    ),
-    "prior_temperature": Field(
-        "float",
-        None,
-        "the relaxed prior's temperature (default: model.temperature)",
-        minimum=0.0,
-        exclusive=True,
-    ),
-}
-#: The keys each model kind takes (besides the tables likelihood, prior, decoder).
-MODEL_KEYS = {
-    "vae": ("kind", "latent_dim", "likelihood", "prior", "decoder", *_VAE_ONLY),
-    "autoencoder": ("kind", "latent_dim", "likelihood", "decoder"),
-    "vq_vae": ("kind", "likelihood", "decoder", *_VQ_ONLY),
-    "sbn": ("kind", "latent_dim", "likelihood", "decoder", *_SBN_ONLY),
-}
 LATENT_DIM_DEFAULT = 8
-
-GUIDE_KEYS = {
-    "vae": ("family", "options", "encoder"),
-    "autoencoder": ("encoder",),
-    "vq_vae": ("encoder",),
-    "sbn": ("encoder",),
-}
-#: Why a model kind's guide has no ``family``.
-_NO_FAMILY = {
-    "autoencoder": "autoencoder has a deterministic encoder: no family",
-    "vq_vae": "vq_vae has a deterministic encoder: no family",
-    "sbn": "sbn has a Bernoulli guide (relaxed with model.relaxation): no family",
-}
 
 OPTIMIZER = {
     "name": Field("str", "adam", "the optimizer", choices=OPTIMIZERS),
@@ -141,9 +76,25 @@ TRAINING = {
     "eval_samples": Field(
         "int", 1000, "particles K of the final IWAE-K test log-likelihood (0: skip it)", minimum=0
     ),
-    "checkpoint_every": Field("int", 1, "epochs between checkpoints", minimum=1),
+    "checkpoint_every": Field(
+        "int",
+        None,
+        "training steps between checkpoints (unset: at the end of every epoch only)",
+        minimum=1,
+    ),
     "max_seconds": Field(
         "float", None, "stop training after this many seconds", minimum=0.0, exclusive=True
+    ),
+}
+
+#: Where metrics go (:mod:`pyro_vi.runs.tracking`): ``metrics.csv`` is written whatever the list.
+LOG_BACKENDS = ("csv", "tensorboard", "mlflow")
+LOG = {
+    "backends": Field(
+        "strs",
+        ["csv"],
+        "metric sinks: csv (always written), tensorboard, mlflow",
+        choices=LOG_BACKENDS,
     ),
 }
 
@@ -170,6 +121,7 @@ class Spec:
     training: dict[str, Any]
     name: str | None = None
     description: str | None = None
+    log: dict[str, Any] = dataclass_field(default_factory=lambda: _defaults(LOG))
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as nested dicts, without unset (``None``) keys: TOML has no null."""
@@ -182,12 +134,18 @@ class Spec:
         return out
 
     @property
+    def kind(self) -> ModelKind:
+        """The kind of model (:mod:`pyro_vi.spec.kinds`)."""
+        return kind_of(self)
+
+    @property
     def latent_dims(self) -> list[int]:
         """The sizes of the stochastic layers, data side first (one entry for one layer)."""
-        if self.model["kind"] == "vq_vae":
-            return [self.model["num_latents"] * self.model["code_dim"]]
-        dims = self.model["latent_dim"]
-        return list(dims) if isinstance(dims, list) else [dims]
+        return self.kind.latent_dims(self.model)
+
+
+def _defaults(fields: Mapping[str, Field]) -> dict[str, Any]:
+    return {name: copy.deepcopy(f.default) for name, f in fields.items()}
 
 
 def _drop_none(value: Any) -> Any:
@@ -224,14 +182,15 @@ def resolve(raw: Mapping[str, Any] | Spec) -> Spec:
     # Each resolver checks its own keys, so that a key used only by another model kind or
     # network type is reported as such.
     sections = {name: raw.get(name, {}) for name in SECTIONS}
-    data = resolve_table("data", sections["data"], DATA)
+    data = resolve_data(sections["data"])
     model = _resolve_model(sections["model"])
-    guide = _resolve_guide(sections["guide"], model)
+    guide = _resolve_guide(sections["guide"], KINDS[model["kind"]])
     estimator = _resolve_estimator(sections["estimator"])
     optimizer = resolve_table("optimizer", sections["optimizer"], OPTIMIZER)
     training = resolve_table("training", sections["training"], TRAINING)
     _check_device(training["device"])
-    spec = Spec(data, model, guide, estimator, optimizer, training, **top)
+    log = resolve_table("log", sections["log"], LOG)
+    spec = Spec(data, model, guide, estimator, optimizer, training, log=log, **top)
     _check_combinations(spec, sections)
     return spec
 
@@ -241,56 +200,43 @@ def _all_estimator_options() -> list[str]:
     return sorted(names - set(_INTERNAL_ESTIMATOR_OPTIONS))
 
 
-def _kind_context(kind: str) -> str:
-    return f" (model.kind = {kind!r})"
-
-
 def _resolve_model(table: Any) -> dict[str, Any]:
-    every_key = {key for keys in MODEL_KEYS.values() for key in keys}
+    every_key = {key for kind in KINDS.values() for key in kind.model_keys}
     table = check_keys("model", table, every_key)
-    kind = check_field("model.kind", table.get("kind", "vae"), _MODEL_COMMON["kind"])
-    check_keys("model", table, MODEL_KEYS[kind], _kind_context(kind))
-    model: dict[str, Any] = {"kind": kind}
-    if "latent_dim" in MODEL_KEYS[kind]:
+    # The choices are read at each call: a kind registered later is a choice too.
+    field = Field("str", "vae", "the model", choices=tuple(KINDS))
+    kind = KINDS[check_field("model.kind", table.get("kind", field.default), field)]
+    check_keys("model", table, kind.model_keys, f" (model.kind = {kind.name!r})")
+    model: dict[str, Any] = {"kind": kind.name}
+    if "latent_dim" in kind.shared_keys:
         model["latent_dim"] = _latent_dim(table.get("latent_dim", LATENT_DIM_DEFAULT), kind)
     model["likelihood"] = _named_part(
         "model.likelihood",
         table.get("likelihood", "bernoulli"),
-        likelihoods.LIKELIHOODS,
+        likelihoods.LIKELIHOODS.names(),
         likelihoods.likelihood_options,
         lambda name, options: likelihoods.make_likelihood(name, (1, 4, 4), **options),
     )
-    if "prior" in MODEL_KEYS[kind]:
+    if "prior" in kind.shared_keys:
         model["prior"] = _named_part(
             "model.prior",
             table.get("prior", "standard_normal"),
-            priors.PRIORS,
+            priors.PRIORS.names(),
             priors.prior_options,
             lambda name, options: priors.make_prior(name, 2, **options),
         )
     model["decoder"] = _network("model.decoder", table.get("decoder", {}))
-    for key, field in {**_VAE_ONLY, **_VQ_ONLY, **_SBN_ONLY}.items():
-        if key in MODEL_KEYS[kind]:
-            value = table.get(key, field.default)
-            model[key] = None if value is None else check_field(f"model.{key}", value, field)
-    if kind == "sbn" and model["relaxation"] != "none":
-        # Filled in so that the run folder's spec says which temperatures trained the model.
-        if model["temperature"] is None:
-            model["temperature"] = sbn.DEFAULT_TEMPERATURE
-        if model["prior_temperature"] is None:
-            model["prior_temperature"] = model["temperature"]
-    if not isinstance(model.get("latent_dim"), list):
-        # Only two stochastic layers use it; a one-layer spec that sets it is rejected by
-        # _check_combinations, and the resolved spec leaves it out.
-        model.pop("stochastic_hidden", None)
-    return model
+    for key, field in kind.fields.items():
+        value = table.get(key, field.default)
+        model[key] = None if value is None else check_field(f"model.{key}", value, field)
+    return kind.complete(model)
 
 
-def _latent_dim(value: Any, kind: str) -> int | list[int]:
+def _latent_dim(value: Any, kind: ModelKind) -> int | list[int]:
     if isinstance(value, list | tuple):
-        if kind != "vae":
-            raise fail("model.latent_dim", value, f"an integer >= 1 for model.kind = {kind!r}")
-        field = Field("ints", None, "", minimum=1, length=2)
+        if kind.max_layers < 2:
+            raise fail("model.latent_dim", value, f"an integer >= 1 for model.kind = {kind.name!r}")
+        field = Field("ints", None, "", minimum=1, length=kind.max_layers)
         return check_field("model.latent_dim", value, field)
     field = Field("int", None, "", minimum=1)
     try:
@@ -335,17 +281,16 @@ def _network(key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise fail(key, value, "a table with 'type' ('mlp' or 'conv') and its options")
     kind = check_field(f"{key}.type", value.get("type", "mlp"), MLP_NETWORK["type"])
-    fields = MLP_NETWORK if kind == "mlp" else CONV_NETWORK
+    fields = NETWORK_FIELDS[kind]
     check_keys(key, value, fields, f" (type = {kind!r})")
     return resolve_table(key, value, fields)
 
 
-def _resolve_guide(table: Any, model: Mapping[str, Any]) -> dict[str, Any]:
-    kind = model["kind"]
-    context = f" ({_NO_FAMILY[kind]})" if kind in _NO_FAMILY else ""
-    table = check_keys("guide", table, GUIDE_KEYS[kind], context)
+def _resolve_guide(table: Any, kind: ModelKind) -> dict[str, Any]:
+    context = f" ({kind.no_family})" if kind.no_family else ""
+    table = check_keys("guide", table, kind.guide_keys, context)
     guide: dict[str, Any] = {}
-    if "family" in GUIDE_KEYS[kind]:
+    if "family" in kind.guide_keys:
         name = check_field(
             "guide.family",
             table.get("family", "diagonal"),
@@ -403,113 +348,13 @@ def check_device_available(spec: Spec) -> None:
 
 
 def _check_combinations(spec: Spec, raw: Mapping[str, Any]) -> None:
-    """Reject parts that are valid alone but cannot work together."""
-    data, model, guide, estimator = spec.data, spec.model, spec.guide, spec.estimator
-    kind = model["kind"]
-    likelihood = model["likelihood"]
-    binary = data["name"] == "binarized-mnist" or data["binarize"] == "dynamic"
-    levels = 2 if binary else DATA_LEVELS[data["name"]]
-    if data["name"] == "binarized-mnist" and data["binarize"] == "dynamic":
-        raise SpecError(
-            "invalid spec: data.binarize = 'dynamic' with data.name = 'binarized-mnist'; that "
-            "dataset is already a fixed binarization: use data.binarize = 'none'"
-        )
-    if likelihood["name"] == "bernoulli" and not binary:
-        raise SpecError(
-            f"invalid spec: model.likelihood = 'bernoulli' needs binary data, but data.name = "
-            f"{data['name']!r} with data.binarize = 'none' has grey levels in [0, 1]; allowed: "
-            "data.binarize = 'dynamic', or a likelihood for grey levels ('continuous_bernoulli', "
-            "'gaussian', 'categorical', or 'bernoulli_grey' for the non-normalized cross-entropy)"
-        )
-    if likelihood["name"] == "categorical" and (likelihood["num_levels"] - 1) % (levels - 1):
-        raise SpecError(
-            f"invalid spec: model.likelihood.num_levels = {likelihood['num_levels']} cannot "
-            f"represent the {levels} grey levels of this data (values k/{levels - 1}); allowed: "
-            f"num_levels = {levels} (or any n with n - 1 a multiple of {levels - 1})"
-        )
-    if model.get("conditional") and data["name"] not in LABELLED:
-        raise SpecError(
-            f"invalid spec: model.conditional = true needs labels, and data.name = "
-            f"{data['name']!r} has none; allowed datasets: {list(LABELLED)}"
-        )
-    if model.get("conditional") and len(spec.latent_dims) == 2:
-        raise SpecError(
-            f"invalid spec: model.conditional = true with model.latent_dim = "
-            f"{model['latent_dim']}; the conditional VAE has one stochastic layer: give an integer"
-        )
-    if "stochastic_hidden" in raw["model"] and len(spec.latent_dims) == 1:
-        raise SpecError(
-            "invalid spec: model.stochastic_hidden is only used with two stochastic layers "
-            "(model.latent_dim = [D1, D2])"
-        )
-    name = estimator["name"]
-    if name == "meanfield":
-        if kind == "vae" and guide["family"] not in GAUSSIAN_FAMILIES:
-            raise SpecError(
-                f"invalid spec: estimator.name = 'meanfield' (analytic KL) with guide.family = "
-                f"{guide['family']!r}: KL(q || p) has no closed form for that family; allowed: "
-                f"a Gaussian family {list(GAUSSIAN_FAMILIES)}, or an estimator without analytic "
-                "KL ('elbo', 'stl', 'iwae', ...)"
-            )
-        if model.get("prior", {}).get("name", "standard_normal") != "standard_normal":
-            raise SpecError(
-                f"invalid spec: estimator.name = 'meanfield' (analytic KL) with model.prior = "
-                f"{model['prior']['name']!r}: KL(q || p) has no closed form for a mixture prior; "
-                "allowed: model.prior = 'standard_normal', or estimator.name = 'elbo'"
-            )
-    if name in FRESH_VALUE_ESTIMATORS and kind == "vae":
-        family = families.FAMILIES[guide["family"]]
-        if not family.has_tractable_inverse:
-            raise SpecError(
-                f"invalid spec: estimator.name = {name!r} with guide.family = "
-                f"{guide['family']!r}: {name} scores the guide at a detached copy of its sample, "
-                "and that flow has no inverse to do so; allowed families: "
-                f"{[n for n, f in families.FAMILIES.items() if f.has_tractable_inverse]}"
-            )
-    if kind == "sbn":
-        _check_sbn(spec, raw)
-    if kind in ("vq_vae", "autoencoder") and (name != "elbo" or estimator["num_particles"] != 1):
-        why = (
-            "there is no KL in closed form for a point mass"
-            if name == "meanfield"
-            else "every particle is the same, so multi-sample bounds and other gradient "
-            "estimators add cost and nothing else (stl/dreg would even drop the VQ losses)"
-        )
-        raise SpecError(
-            f"invalid spec: estimator = {estimator} with model.kind = {kind!r}: its encoder is "
-            f"deterministic and {why}; allowed: estimator.name = 'elbo' with num_particles = 1"
-        )
-
-
-def _check_sbn(spec: Spec, raw: Mapping[str, Any]) -> None:
-    """The sigmoid belief net's combinations: temperatures need a relaxation, and the discrete
-    latent needs an estimator that takes sites without ``rsample``."""
-    model, name = spec.model, spec.estimator["name"]
-    relaxation = model["relaxation"]
-    relaxations = list(sbn.RELAXATIONS[1:])
-    if relaxation == "none":
-        for key in ("temperature", "prior_temperature"):
-            if key in raw["model"]:
-                raise SpecError(
-                    f"invalid spec: model.{key} = {raw['model'][key]!r} with model.relaxation = "
-                    f"'none': a temperature belongs to a relaxation; allowed: leave model.{key} "
-                    f"out, or set model.relaxation to one of {relaxations}"
-                )
-        if estimators.ESTIMATORS[name].requires_reparam:
-            takers = [n for n, cls in estimators.ESTIMATORS.items() if not cls.requires_reparam]
-            raise SpecError(
-                f"invalid spec: estimator.name = {name!r} with model.kind = 'sbn' and "
-                f"model.relaxation = 'none': {name} needs reparameterized latents, and the "
-                f"Bernoulli latent 'z' has none; allowed: an estimator with score-function or "
-                f"VIMCO gradients {takers}, or model.relaxation in {relaxations}"
-            )
-    elif name == "meanfield":
-        raise SpecError(
-            f"invalid spec: estimator.name = 'meanfield' (analytic KL) with model.kind = 'sbn' "
-            f"and model.relaxation = {relaxation!r}: KL(q || p) between binary Concrete "
-            "distributions has no closed form; allowed: estimator.name = 'elbo' (or any other "
-            "estimator), or model.relaxation = 'none' (the Bernoulli KL is in closed form)"
-        )
+    """Reject parts that are valid alone but cannot work together: the data and the
+    likelihood, then the model kind's own rules, then the estimator against what the model and
+    guide offer (:func:`~pyro_vi.spec.capabilities.check_capabilities`)."""
+    check_data_section(spec)
+    kind = spec.kind
+    kind.check(spec, raw)
+    check_capabilities(spec.estimator, kind.capabilities(spec))
 
 
 #: What ``pyro-vi train`` trains without a spec file (the same as ``configs/vae_digits.toml``):
@@ -517,7 +362,9 @@ def _check_sbn(spec: Spec, raw: Mapping[str, Any]) -> None:
 DEFAULT_SPEC: dict[str, Any] = {
     "name": "vae-digits",
     "description": "MLP VAE on scikit-learn's 8x8 digits, dynamically binarized",
-    "data": {"name": "digits", "binarize": "dynamic"},
+    # The defaults of [data] (the digits, dynamically binarized), left unwritten so that
+    # `pyro-vi train --set data.path=...` trains the same model on a user's file.
+    "data": {},
     "model": {
         "kind": "vae",
         "latent_dim": 8,

@@ -10,6 +10,7 @@ A spec has six sections plus two optional labels::
     [estimator]  the objective's name and its options
     [optimizer]  Adam or clipped Adam, learning rate and its decay
     [training]   epochs, batch size, seed, device, evaluation particles, checkpoints
+    [log]        where metrics go: CSV always, TensorBoard and MLflow when asked
 
 Each key is a :class:`Field`; :func:`check_field` validates one value and returns it in canonical
 form (ints as ``int``, lists as lists), raising :class:`SpecError` that names the dotted key, the
@@ -37,11 +38,12 @@ class Field:
     """One key of a spec section.
 
     Attributes:
-        kind: ``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"ints"`` (a list of ints) or
-            ``"floats"`` (a list of numbers).
+        kind: ``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"ints"`` (a list of ints),
+            ``"floats"`` (a list of numbers) or ``"strs"`` (a list of strings, each one of
+            ``choices`` when given).
         default: The value when the key is absent; ``None`` marks an optional key.
         doc: What the key means, shown in errors and in ``pyro-vi train --help``.
-        choices: The allowed strings of a ``"str"`` key.
+        choices: The allowed strings of a ``"str"`` key (or of each entry of a ``"strs"`` key).
         minimum: Smallest allowed number (or list element).
         exclusive: Whether ``minimum`` itself is excluded.
         maximum: Largest allowed number.
@@ -59,6 +61,9 @@ class Field:
 
     def allowed(self) -> str:
         """What the key accepts, in words."""
+        if self.kind == "strs":
+            among = "" if self.choices is None else f" from {list(self.choices)}"
+            return f"a non-empty list of strings{among}, each at most once"
         if self.choices is not None:
             return f"one of {list(self.choices)}"
         noun = {
@@ -122,6 +127,14 @@ def check_field(key: str, value: Any, field: Field) -> Any:
         if not isinstance(value, str) or (field.choices is not None and value not in field.choices):
             raise fail(key, value, field.allowed())
         return value
+    if field.kind == "strs":
+        strings = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        if not strings or not value or len(set(value)) < len(value):
+            raise fail(key, value, field.allowed())
+        unknown = [v for v in value if field.choices is not None and v not in field.choices]
+        if unknown:
+            raise fail(key, value, f"{field.allowed()} (not {unknown[0]!r})")
+        return list(value)
     if field.kind in ("ints", "floats"):
         if not isinstance(value, list | tuple) or not value:
             raise fail(key, value, field.allowed())

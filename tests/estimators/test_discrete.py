@@ -92,7 +92,20 @@ def reductions(name):
     return estimator.bound, estimator.bound
 
 
-@pytest.mark.parametrize("name", DISCRETE)
+# The statistical checks take 2-5 s per estimator on a quiet core (5-75 s on a busy 2-core
+# machine); by default they run for one estimator of each score-gradient family (the ELBO's
+# baselines, VIMCO's leave-one-out signal in the multi-sample bounds, and their mixture in
+# CIWAE), the rest with -m slow.
+FAST_UNBIASED = ("score", "iwae", "ciwae")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        name if name in FAST_UNBIASED else pytest.param(name, marks=pytest.mark.slow)
+        for name in DISCRETE
+    ],
+)
 def test_gradients_with_dependent_discrete_sites_are_unbiased(name):
     # R = 300 draws per estimator; each entry's z-score (draw mean minus the exact gradient, over
     # its standard error) is N(0, 1) if the estimator is unbiased. With 6 entries, |z| < 4.5
@@ -124,6 +137,7 @@ def test_path_gradients_refuse_discrete_sites_and_suggest_others(name):
         get(name, **OPTIONS[name]).loss(model, guide, X)
 
 
+@pytest.mark.slow
 def test_baselines_reduce_the_variance_of_the_score_gradient():
     # The same score-function ELBO with one particle, without and with its baseline (a decaying
     # average of the per-site downstream cost), after the average has settled: the variance of
@@ -173,6 +187,7 @@ def test_a_learned_baseline_is_trained_and_used():
 # -- learning the exact posterior -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_discrete_guide_trained_with_iwae_reaches_the_exact_posterior():
     # c_i ~ Bernoulli(0.3), x_i ~ N(2 c_i, 1): p(c_i = 1 | x_i) in closed form. q(c_i) with its own
     # logit per datapoint, trained with IWAE (K = 2) and its VIMCO score term; q = p(c | x) makes

@@ -258,7 +258,12 @@ def test_path_gradients_vanish_at_the_exact_posterior_with_dependent_sites(name)
 
 
 @pytest.mark.parametrize(
-    ("name", "reference"), [("dreg", "iwae"), ("stl", "elbo"), ("score", "elbo")]
+    ("name", "reference"),
+    [
+        pytest.param("dreg", "iwae", marks=pytest.mark.slow),
+        pytest.param("stl", "elbo", marks=pytest.mark.slow),
+        ("score", "elbo"),
+    ],
 )
 def test_dependent_site_gradients_are_unbiased(name, reference):
     # Away from the posterior the guide gradient of DReG (STL, score) must have the expectation

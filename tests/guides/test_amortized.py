@@ -122,7 +122,9 @@ def diagonal_gap(model):
         return 0.5 * (precision.diagonal().log().sum() - torch.logdet(precision)).item()
 
 
-@pytest.mark.parametrize("family", ["diagonal", "full_rank", "iaf"])
+@pytest.mark.parametrize(
+    "family", ["diagonal", pytest.param("full_rank", marks=pytest.mark.slow), "iaf"]
+)
 def test_gap_on_a_correlated_posterior(family):
     # Factor analysis has a correlated Gaussian posterior: a full-rank guide and an affine
     # autoregressive flow can be exact (gap -> 0); a diagonal guide cannot, and its best gap is
@@ -146,6 +148,7 @@ def test_gap_on_a_correlated_posterior(family):
     assert abs(gap - expected) < 0.02
 
 
+@pytest.mark.slow
 def test_mixture_guide_gives_a_valid_bound():
     # A mixture guide is not the posterior here; with the mixture estimators its bound stays
     # below log p(x): the mean of 100 draws of each bound is compared with 4 standard errors.

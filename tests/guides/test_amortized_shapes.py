@@ -65,7 +65,9 @@ def guide_mean(guide, x, site_name, num_draws=4000):
 # sigmoid(0) = 0.5).
 
 
-@pytest.mark.parametrize("subsample_size", [None, 5], ids=["full", "subsampled"])
+@pytest.mark.parametrize(
+    "subsample_size", [None, pytest.param(5, marks=pytest.mark.slow)], ids=["full", "subsampled"]
+)
 def test_poisson_gamma_posterior_means(subsample_size):
     x = torch.tensor([0.0, 1, 2, 3, 4, 5, 6, 0, 2, 4])  # one count per datapoint: shape [N]
     guide = AmortizedGuide(poisson_gamma, [16])
@@ -78,6 +80,7 @@ def test_poisson_gamma_posterior_means(subsample_size):
     assert after < 0.15
 
 
+@pytest.mark.slow
 def test_beta_binomial_posterior_means_in_the_unit_interval():
     x = torch.tensor([0.0, 1, 3, 5, 7, 9, 10, 2, 5, 8])
     guide = AmortizedGuide(beta_binomial, [16])

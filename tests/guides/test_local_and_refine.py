@@ -2,6 +2,7 @@
 
 import pyro
 import pyro.distributions as dist
+import pyro.infer.autoguide
 import pytest
 import torch
 
@@ -72,7 +73,8 @@ def test_refinement_closes_the_amortization_gap():
 
 
 def test_refine_rejects_other_guides():
-    model, guide = mlp_vae((1, 8, 8), latent_dim=2, hidden=[16])
+    model, _ = mlp_vae((1, 8, 8), latent_dim=2, hidden=[16])
+    guide = pyro.infer.autoguide.AutoNormal(model)
     with pytest.raises(TypeError, match="guide must be an AmortizedGuide"):
         refine(model, guide, torch.zeros(2, 1, 8, 8))
     with pytest.raises(ValueError, match="estimator must be 'elbo' or 'stl'"):

@@ -11,7 +11,7 @@ from conjugate_cases import make_conjugate as make
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from pyro.optim import ClippedAdam
 
-from pyro_vi.guides.gaussian import AmortizedDiagonalNormal
+from pyro_vi.guides import AmortizedGuide
 from pyro_vi.models.conjugate import FactorAnalysis, NormalNormal
 
 MODELS = CONJUGATE
@@ -139,7 +139,7 @@ def test_amortized_guide_recovers_posterior_by_svi():
     # ~1e-2 in mean and scale; 0.05 is five times that.
     model = NormalNormal(torch.tensor([0.5, -1.0], dtype=F64), 1.5, 0.8)
     x = model.sample(200)
-    guide = AmortizedDiagonalNormal(torch.nn.Identity(), latent_dim=2, features=2).double()
+    guide = AmortizedGuide(model.model, torch.nn.Identity(), "diagonal")
     svi = SVI(
         model.model,
         guide,
@@ -149,7 +149,8 @@ def test_amortized_guide_recovers_posterior_by_svi():
     for _ in range(3000):
         svi.step(x)
     with torch.no_grad():
-        fitted, exact = guide.posterior(x), model.posterior(x)
+        (site,) = guide.structure.sites
+        fitted, exact = guide.posterior(site, guide.context(x)), model.posterior(x)
         assert float((fitted.mean - exact.mean).abs().max()) < 0.05
         scale_error = (fitted.base_dist.scale / exact.base_dist.scale - 1).abs().max()
         assert float(scale_error) < 0.05

@@ -40,9 +40,10 @@ def test_sites_and_shapes(build):
 
 def test_iwae_architecture_sizes():
     model, guide = iwae_mlp_vae()
+    guide(torch.zeros(2, 1, 28, 28))  # the guide builds its encoder and heads at its first call
     linear = [m for m in guide.encoder.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linear] == [(784, 200), (200, 200)]
-    assert guide.loc_head.out_features == 50
+    assert guide.families["z"].loc_head.out_features == 50
     linear = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linear] == [(50, 200), (200, 200), (200, 784)]
     assert isinstance(model.likelihood, BernoulliLikelihood)
@@ -70,6 +71,7 @@ def test_svi_with_pyro_losses(loss):
 def test_num_data_scales_the_minibatch():
     model, guide = mlp_vae(SHAPE, latent_dim=4, hidden=[16])
     x = binary(10)
+    pyro.poutine.trace(guide).get_trace(x)  # the guide builds its heads (random) at its first call
     pyro.set_rng_seed(3)
     unscaled = Trace_ELBO().loss(model, guide, x)
     pyro.set_rng_seed(3)
@@ -152,8 +154,8 @@ def test_gaussian_likelihood_learns_per_pixel_scale():
 def test_bad_arguments():
     with pytest.raises(TypeError, match="decoder must be a torch.nn.Module"):
         VAE("decoder", 4, data_shape=SHAPE)
-    with pytest.raises(ValueError, match="likelihood must be one of"):
-        mlp_vae(SHAPE, likelihood="poisson")
+    with pytest.raises(ValueError, match="unknown likelihood 'laplace'"):
+        mlp_vae(SHAPE, likelihood="laplace")
     with pytest.raises(ValueError, match="latent_dim"):
         mlp_vae(SHAPE, latent_dim=0)
     with pytest.raises(ValueError, match="activation must be one of"):
@@ -161,6 +163,15 @@ def test_bad_arguments():
     model, _ = mlp_vae(SHAPE)
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         model([0.0, 1.0])
+
+
+@pytest.mark.parametrize("build", [mlp_vae, conv_vae], ids=["mlp", "conv"])
+def test_categorical_likelihood_gets_a_decoder_of_its_width(build):
+    # One logit per grey level: the decoder outputs (C * L, H, W), not the data's shape.
+    model, guide = build(SHAPE, latent_dim=2, likelihood="categorical")
+    x = torch.randint(256, (4, *SHAPE)).float() / 255
+    assert torch.isfinite(torch.tensor(Trace_ELBO().loss(model, guide, x)))
+    assert isinstance(model.likelihood, CategoricalLikelihood)
 
 
 def test_bernoulli_image_matches_torch_bernoulli():

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pyro_vi.records import SCHEMA_VERSION
 from pyro_vi.runs.folder import load_run, read_epochs
 from pyro_vi.runs.training import train_spec
 from pyro_vi.spec import Data, DataInfo, build, load_data, load_spec
@@ -83,7 +84,8 @@ def _small_test_split(spec) -> Data:
 def test_config_trains_end_to_end(path, tmp_path, data_overrides):
     dataset = load_spec(path).data["name"]
     spec = load_spec(path, [*TINY_RUN, *data_overrides(dataset)])
-    folder = train_spec(spec, tmp_path / "run", progress=False, data=_small_test_split(spec))
+    result = train_spec(spec, tmp_path / "run", progress=False, data=_small_test_split(spec))
+    folder = result.path
 
     for name in ("spec.toml", "run.json", "metrics.jsonl", "checkpoint.pt", "metrics.json"):
         assert (folder / name).is_file(), name
@@ -93,7 +95,11 @@ def test_config_trains_end_to_end(path, tmp_path, data_overrides):
     assert [epoch["epoch"] for epoch in epochs] == [1]
     assert math.isfinite(epochs[0]["train_loss"])
 
-    metrics = json.loads((folder / "metrics.json").read_text())["metrics"]
+    summary = json.loads((folder / "metrics.json").read_text())
+    metrics = summary["metrics"]
+    # The result object holds what the folder holds.
+    assert result.metrics == metrics and result.history.epochs == 1
+    assert summary["schema_version"] == SCHEMA_VERSION
     numbers = _finite_numbers(metrics)
     assert "reconstruction_log_likelihood" in numbers
     assert all(math.isfinite(value) for value in numbers.values()), numbers

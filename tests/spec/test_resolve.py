@@ -204,8 +204,11 @@ BAD_SPECS = [
         id="optimizer-name",
     ),
     pytest.param(
-        {"model": {"likelihood": "poisson"}},
-        _error("model.likelihood.name = 'poisson'", f"[{BINARY_LIKELIHOODS}, 'categorical']"),
+        {"model": {"likelihood": "laplace"}},
+        _error(
+            "model.likelihood.name = 'laplace'",
+            f"[{BINARY_LIKELIHOODS}, 'categorical', 'poisson', 'negative_binomial']",
+        ),
         id="likelihood-name",
     ),
     pytest.param(

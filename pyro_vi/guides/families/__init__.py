@@ -3,21 +3,26 @@
 Each family maps h ``[..., features]`` to a distribution over u in R^dim with batch shape
 ``[...]``; amortized, per-datapoint and global-latent guides build on them.
 
-===================  ================================  ==================================
-name                 class                             log_prob at a fresh value
-===================  ================================  ==================================
-``diagonal``         :class:`DiagonalNormal`           yes
-``full_rank``        :class:`FullRankNormal`           yes
-``low_rank``         :class:`LowRankNormal`            yes
-``mixture``          :class:`DiagonalMixture`          yes
-``planar``           :class:`PlanarFlow`               no (own samples only)
-``radial``           :class:`RadialFlow`               no (own samples only)
-``householder``      :class:`HouseholderFlow`          yes
-``sylvester``        :class:`SylvesterFlow`            no (own samples only)
-``iaf``              :class:`InverseAutoregressiveFlow` yes (dim sequential passes)
-``spline_ar``        :class:`SplineAutoregressiveFlow`  yes (dim sequential passes)
-``affine_coupling``  :class:`AffineCouplingFlow`        yes
-===================  ================================  ==================================
+===================  ==================================  ===================  ============
+name                 class                               log_prob at a        closed-form
+                                                         fresh value          KL
+===================  ==================================  ===================  ============
+``diagonal``         :class:`DiagonalNormal`             yes                  yes
+``full_rank``        :class:`FullRankNormal`             yes                  yes
+``low_rank``         :class:`LowRankNormal`              yes                  yes
+``mixture``          :class:`DiagonalMixture`            yes                  no
+``planar``           :class:`PlanarFlow`                 no (own samples)     no
+``radial``           :class:`RadialFlow`                 no (own samples)     no
+``householder``      :class:`HouseholderFlow`            yes                  no
+``sylvester``        :class:`SylvesterFlow`              no (own samples)     no
+``iaf``              :class:`InverseAutoregressiveFlow`  yes (dim passes)     no
+``spline_ar``        :class:`SplineAutoregressiveFlow`   yes (dim passes)     no
+``affine_coupling``  :class:`AffineCouplingFlow`         yes                  no
+===================  ==================================  ===================  ============
+
+The two columns are the class attributes ``has_tractable_inverse`` and ``closed_form_kl`` (with
+``reparameterized``, true for all): the capabilities the spec checks estimators against
+(:mod:`pyro_vi.spec.capabilities`).
 """
 
 from pyro_vi.guides.families.base import FAMILIES, Family, make_family, options

@@ -8,7 +8,6 @@ latent uses one learned constant h.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -17,9 +16,10 @@ import torch
 from torch import nn
 
 from pyro_vi._checks import check_int, describe
+from pyro_vi._registry import Registry, check_options, keyword_options
 
 #: Every registered family by name; filled by :meth:`Family.__init_subclass__`.
-FAMILIES: dict[str, type[Family]] = {}
+FAMILIES: Registry[type[Family]] = Registry("family", "families")
 
 
 class Family(nn.Module):
@@ -36,14 +36,22 @@ class Family(nn.Module):
       context; ``expand([K, *batch])`` then ``rsample()`` and ``log_prob`` of that sample work
       (how Pyro's particle plate uses it);
 
-    and sets two class attributes
+    and sets its name and the capabilities that decide which estimators it works with (the spec
+    checks them, :mod:`pyro_vi.spec.capabilities`):
 
     - ``name``: its name in :data:`FAMILIES` (registration is automatic);
     - ``has_tractable_inverse``: whether ``log_prob`` can be evaluated at a fresh tensor, one that
       was not returned by this distribution's ``rsample`` (flows without a closed-form inverse can
       only score their latest sample, through the transform cache; their distributions carry the
       same attribute, so code that sees only a trace site can read
-      ``getattr(site["fn"], "has_tractable_inverse", True)``).
+      ``getattr(site["fn"], "has_tractable_inverse", True)``). ``stl`` and ``dreg`` need it;
+    - ``reparameterized``: whether ``rsample`` carries pathwise gradients (default ``True``; the
+      multi-sample gradient estimators that need it say so);
+    - ``closed_form_kl``: whether torch registers KL(q || p) in closed form for a Gaussian
+      prior p (default ``False``; the spec allows the ``meanfield`` estimator only with it). The
+      full-rank and low-rank families have it against a ``MultivariateNormal`` prior only: with
+      the diagonal N(0, I) of this package's models, ``meanfield`` computes their KL term by
+      Monte Carlo.
 
     :meth:`forward` checks the context and calls ``_posterior``.
 
@@ -54,13 +62,15 @@ class Family(nn.Module):
 
     name: ClassVar[str] = ""
     has_tractable_inverse: ClassVar[bool] = True
+    reparameterized: ClassVar[bool] = True
+    closed_form_kl: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # only a class that declares its own name; a user's subclass of a family keeps the
         # registry entry of its parent unless it names itself
         if cls.__dict__.get("name"):
-            FAMILIES[cls.name] = cls
+            FAMILIES.register(cls.name, cls)
 
     def __init__(self, dim: int, features: int) -> None:
         super().__init__()
@@ -86,15 +96,12 @@ class Family(nn.Module):
 
 
 def options(name: str) -> dict[str, Any]:
-    """The keyword options of the family ``name`` with their defaults."""
-    if not isinstance(name, str) or name not in FAMILIES:
-        raise ValueError(f"unknown family {name!r}; the families are {sorted(FAMILIES)}")
-    signature = inspect.signature(FAMILIES[name].__init__)
-    return {
-        option: parameter.default
-        for option, parameter in signature.parameters.items()
-        if option not in ("self", "dim", "features")
-    }
+    """The keyword options of the family ``name`` with their defaults.
+
+    Raises:
+        ValueError: an unknown name, listing the families.
+    """
+    return keyword_options(FAMILIES[name], skip=("dim", "features"))
 
 
 def make_family(name: str, dim: int, features: int, **kwargs: Any) -> Family:
@@ -119,12 +126,7 @@ def make_family(name: str, dim: int, features: int, **kwargs: Any) -> Family:
         >>> family = make_family("iaf", dim=8, features=32, num_steps=2)
         >>> q = family(torch.randn(16, 32))  # batch [16], event [8]
     """
-    allowed = options(name)
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"family {name!r} takes no option {unknown[0]!r}; its options are {sorted(allowed)}"
-        )
+    check_options("family", name, kwargs, options(name))
     return FAMILIES[name](dim, features, **kwargs)
 
 

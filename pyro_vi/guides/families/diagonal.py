@@ -32,6 +32,7 @@ class DiagonalNormal(Family):
     """
 
     name = "diagonal"
+    closed_form_kl = True
 
     def __init__(self, dim: int, features: int, *, min_scale: float = 1e-5) -> None:
         super().__init__(dim, features)

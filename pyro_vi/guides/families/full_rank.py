@@ -35,6 +35,7 @@ class FullRankNormal(Family):
     """
 
     name = "full_rank"
+    closed_form_kl = True
 
     def __init__(self, dim: int, features: int, *, min_scale: float = 1e-5) -> None:
         super().__init__(dim, features)

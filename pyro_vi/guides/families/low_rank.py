@@ -35,6 +35,7 @@ class LowRankNormal(Family):
     """
 
     name = "low_rank"
+    closed_form_kl = True
 
     def __init__(self, dim: int, features: int, *, rank: int = 1, min_scale: float = 1e-5) -> None:
         super().__init__(dim, features)

@@ -71,3 +71,25 @@ def test_a_subclass_registers_only_under_its_own_name():
         assert make_family("test_named_planar", 2, 3).name == "test_named_planar"
     finally:
         FAMILIES.pop("test_named_planar", None)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_closed_form_kl_is_declared_exactly_where_torch_has_one(name):
+    # The spec lets `meanfield` use a family only when it declares closed_form_kl: torch must
+    # have KL(q || N(0, I)) in closed form, against the diagonal or the multivariate form (the
+    # full-rank and low-rank families have only the latter).
+    q = make_family(name, dim=2, features=3)(torch.zeros(4, 3))
+    normal = torch.distributions
+    priors = (
+        normal.Independent(normal.Normal(torch.zeros(2), 1.0), 1),
+        normal.MultivariateNormal(torch.zeros(2), torch.eye(2)),
+    )
+    has_kl = False
+    for prior in priors:
+        try:
+            normal.kl_divergence(q, prior)
+            has_kl = True
+        except NotImplementedError:
+            pass
+    assert FAMILIES[name].closed_form_kl == has_kl
+    assert FAMILIES[name].reparameterized and q.has_rsample
