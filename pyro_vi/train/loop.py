@@ -113,6 +113,12 @@ class TrainingDivergedError(FloatingPointError):
 
 
 def _as_tuple(name: str, data: Batchable | Sequence[Batchable]) -> tuple[Batchable, ...]:
+    if isinstance(data, torch.utils.data.Dataset) and not hasattr(data, "to"):
+        # A map-style Dataset: read by index, batch by batch (each item's fields become the
+        # model's positional arguments).
+        from pyro_vi.data import as_batchable
+
+        data = as_batchable(data)
     items = tuple(data) if isinstance(data, tuple | list) else (data,)
     if not items:
         raise ValueError(
@@ -223,7 +229,8 @@ def fit(
             them (modules, bound methods, closures) are moved to ``device``.
         train_data: A tensor ``[N, ...]`` (or a tuple of tensors of length N, e.g. images and
             labels); anything with ``len``, indexing by a LongTensor and ``.to`` works, such as
-            :class:`pyro_vi.data.DynamicBinarization`.
+            :class:`pyro_vi.data.DynamicBinarization`; a map-style ``torch.utils.data.Dataset``
+            is read through :func:`pyro_vi.data.as_batchable`.
         test_data: Evaluated with the same estimator at the end of each epoch.
         loss: Any Pyro ``ELBO`` (default ``Trace_ELBO()``), or the name of one of
             :mod:`pyro_vi.estimators` with its default options (``"iwae"``, ``"dreg"``, ...).

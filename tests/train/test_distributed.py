@@ -4,6 +4,7 @@ One spawn runs every check in both processes (starting them costs seconds); each
 what it found to a file that the test reads.
 """
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -105,6 +106,11 @@ def worker(rank, world_size, init_file, out_dir):
         .max()
     )
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(found))
+    # Both ranks finish their collectives, and the DDP reducers (which hold gloo work) are freed,
+    # before the group goes: gloo threads still busy at interpreter exit abort the process.
+    dist.barrier()
+    del trainer, params
+    gc.collect()
     dist.destroy_process_group()
 
 

@@ -260,3 +260,18 @@ def test_early_stopping_needs_validation_data():
     model, guide = mlp_vae((1, 8, 8), latent_dim=2, hidden=[8])
     with pytest.raises(ValueError, match="pass validation_data"):
         fit(model, guide, torch.zeros(4, 1, 8, 8), early_stopping=2, progress=False)
+
+
+def test_a_map_style_dataset_trains_directly():
+    images = torch.bernoulli(torch.full((20, 1, 8, 8), 0.4))
+
+    class Images(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(images)
+
+        def __getitem__(self, index):
+            return images[index]
+
+    model, guide = mlp_vae((1, 8, 8), latent_dim=2, hidden=[8])
+    history = fit(model, guide, Images(), epochs=2, batch_size=8, progress=False)
+    assert history.epochs == 2 and all(math.isfinite(v) for v in history.train_loss)
