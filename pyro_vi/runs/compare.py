@@ -16,7 +16,6 @@ tens of seconds, where that is noise.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from pyro_vi.runs.folder import INFO_FILE, SUMMARY_FILE, read_epochs, write_json
+from pyro_vi.records import read_json, versioned, write_json
+from pyro_vi.runs.folder import INFO_FILE, SUMMARY_FILE, read_epochs
 from pyro_vi.runs.training import train_spec
 from pyro_vi.spec import Spec, load_data, load_spec
 from pyro_vi.spec.schema import SpecError
@@ -52,15 +52,7 @@ def _describe_estimator(spec: Spec) -> str:
 
 
 def _describe_guide(spec: Spec) -> str:
-    kind = spec.model["kind"]
-    if kind == "sbn":
-        relaxation = spec.model["relaxation"]
-        if relaxation == "none":
-            return "bernoulli"
-        return f"{relaxation} (temperature {spec.model['temperature']:g})"
-    if kind != "vae":
-        return "deterministic"
-    return spec.guide["family"]
+    return spec.kind.describe_guide(spec)
 
 
 def _names(specs: Sequence[Spec], sources: Sequence[Any]) -> list[str]:
@@ -117,11 +109,16 @@ def compare(
     names = _names(specs, sources)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_data(specs[0]) if not any(s.model.get("conditional") for s in specs) else None
+    # One load for all, unless a model takes labels (the data then differs between specs).
+    conditional = any(spec.kind.conditional(spec.model) for spec in specs)
+    data = None if conditional else load_data(specs[0])
     rows = []
     for name, spec in zip(names, specs, strict=True):
-        path = train_spec(spec, out / name, progress=progress, overwrite=overwrite, data=data)
-        rows.append(_row(name, spec, path))
+        result = train_spec(spec, out / name, progress=progress, overwrite=overwrite, data=data)
+        if result.history.interrupted:
+            # Ctrl-C stops the comparison; the run is resumable on its own (--resume).
+            raise KeyboardInterrupt
+        rows.append(_row(name, spec, result.path))
     return write_comparison(out, rows, [out / name for name in names], match)
 
 
@@ -142,7 +139,7 @@ def _check_matched(specs: Sequence[Spec]) -> None:
 
 
 def _row(name: str, spec: Spec, path: Path) -> dict[str, Any]:
-    summary = json.loads((path / SUMMARY_FILE).read_text())
+    summary = read_json(path / SUMMARY_FILE)
     metrics = summary["metrics"]
     # A relaxed sigmoid belief net reports the bound it trained on as test_relaxed_<name>_bound.
     estimator = spec.estimator["name"]
@@ -151,7 +148,7 @@ def _row(name: str, spec: Spec, path: Path) -> dict[str, Any]:
     likelihood = next((v for k, v in metrics.items() if k.startswith("test_log_likelihood")), None)
     return {
         "name": name,
-        "model": spec.model["kind"] + ("" if len(spec.latent_dims) == 1 else " (2 layers)"),
+        "model": spec.kind.describe_model(spec),
         "guide": _describe_guide(spec),
         "estimator": _describe_estimator(spec),
         "epochs": len(summary["history"]["train_loss"]),
@@ -180,7 +177,7 @@ def write_comparison(
     The machine, versions and date come from the first run's ``run.json``.
     """
     written = {"markdown": out / "comparison.md", "csv": out / "comparison.csv"}
-    machine = json.loads((paths[0] / INFO_FILE).read_text()).get("environment", {})
+    machine = read_json(paths[0] / INFO_FILE).get("environment", {})
     lines = [
         f"Matched compute: same {match}; numbers in nats per datapoint on the test set.",
         f"Machine: {machine.get('device_name', '?')} ({machine.get('device', '?')}), torch "
@@ -196,7 +193,7 @@ def write_comparison(
         writer = csv.DictWriter(file, fieldnames=[key for _, key in COLUMNS])
         writer.writeheader()
         writer.writerows(rows)
-    payload = {"match": match, "environment": machine, "rows": rows}
+    payload = versioned({"match": match, "environment": machine, "rows": rows})
     written["json"] = write_json(out / "comparison.json", payload)
     figure = Figure(figsize=(11, 4))
     by_epoch, by_time = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)

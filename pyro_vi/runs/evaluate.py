@@ -1,20 +1,13 @@
 """The numbers a run is judged by, for every kind of model a spec builds.
 
-=================================  ======================================  ==================
-metric                             meaning                                 models
-=================================  ======================================  ==================
-``test_elbo``                      ELBO, one particle, nats per datapoint  vae, vq_vae, sbn
-``test_<name>_bound``              the trained estimator's bound           vae, sbn
-``test_relaxed_<name>_bound``      the same, of a relaxed SBN              sbn (relaxed)
-``test_log_likelihood_iwae_K``     IWAE-K estimate of log p(x)             vae, sbn
-``active_units``                   units with Cov_x E_q[z_u] > 0.01        vae, autoencoder, sbn
-``reconstruction_log_likelihood``  E_q log p(x | z) (not a bound)          all
-``codebook_perplexity``            exp(entropy of code use), 1 .. K        vq_vae
-=================================  ======================================  ==================
+Which metrics apply is the model kind's choice (:mod:`pyro_vi.spec.kinds`): a kind with a prior
+reports the test ELBO; one whose guide is not a point mass also the trained estimator's bound
+and the IWAE-K log-likelihood (a point mass's IWAE-K equals its ELBO, so the VQ-VAE reports it
+once); every kind reports the reconstruction term and, unless it says otherwise, the active
+units; a kind adds its own (the VQ-VAE's codebook perplexity). The keys and their meaning are
+listed with the schema of ``metrics.json`` in :mod:`pyro_vi.records`.
 
-The VQ-VAE's posterior is a point mass on the nearest codes, so its IWAE-K equals its ELBO and is
-not reported twice. The autoencoder has no prior, so no bound on log p(x) exists for it. A
-sigmoid belief net trained through a relaxation is evaluated as the discrete model with the
+A sigmoid belief net trained through a relaxation is evaluated as the discrete model with the
 trained parameters (:meth:`pyro_vi.spec.Built.for_evaluation`): its test ELBO, IWAE-K,
 reconstruction term and active units (Var_x q(z_u = 1 | x) > 0.01) are the discrete model's,
 comparable with a discrete run's; the relaxed objective it was trained on is reported beside
@@ -28,10 +21,9 @@ from typing import Any
 
 import pyro
 import torch
-from tqdm.auto import tqdm
 
 from pyro_vi.evaluation import active_units, log_likelihood, reconstruction_log_likelihood
-from pyro_vi.models.vq_vae import perplexity
+from pyro_vi.progress import progress_bar
 from pyro_vi.spec import Built, Data
 from pyro_vi.train import evaluate_loss
 
@@ -67,49 +59,41 @@ def evaluate_built(
         seed: Seeds the evaluation's random draws.
 
     Returns:
-        The metrics of the module docstring that apply to the model, as floats and ints.
+        The metrics that apply to the model's kind (:mod:`pyro_vi.records` lists them), as
+        floats and ints.
     """
     pyro.set_rng_seed(seed)
     trained, built = built, built.for_evaluation()
-    model, guide, kind = built.model, built.guide, built.spec.model["kind"]
+    model, guide, kind = built.model, built.guide, built.spec.kind
     name = built.spec.estimator["name"]
+    # A proper bound on log p(x) needs a prior; a point-mass guide adds nothing beyond the ELBO.
+    stochastic = kind.has_prior and not kind.deterministic_encoder
     metrics: dict[str, Any] = {"test_size": len(test[0])}
     metrics["reconstruction_log_likelihood"] = reconstruction_log_likelihood(
         model, guide, *test, batch_size=EVAL_BATCH
     )
-    if kind in ("vae", "vq_vae", "sbn"):
+    if kind.has_prior:
         metrics["test_elbo"] = -evaluate_loss(model, guide, test, batch_size=EVAL_BATCH)
     if trained.relaxed:
         metrics[f"test_relaxed_{name}_bound"] = -evaluate_loss(
             trained.model, trained.guide, test, loss=built.estimator, batch_size=EVAL_BATCH
         )
-    elif kind in ("vae", "sbn") and name != "elbo":
+    elif stochastic and name != "elbo":
         metrics[f"test_{name}_bound"] = -evaluate_loss(
             model, guide, test, loss=built.estimator, batch_size=EVAL_BATCH
         )
-    if kind in ("vae", "sbn") and num_samples > 0:
+    if stochastic and num_samples > 0:
         metrics[f"test_log_likelihood_iwae_{num_samples}"] = _log_likelihood(
             built, test, num_samples, progress
         )
-    if kind in ("vae", "autoencoder", "sbn"):
-        for site in _latent_sites(built):
+    if kind.reports_active_units:
+        for site in kind.latent_sites(built.spec):
             count, variances = active_units(model, guide, *test, site=site, batch_size=EVAL_BATCH)
             key = "active_units" if site == "z" else f"active_units_{site}"
             metrics[key] = count
             metrics[f"{key}_of"] = variances.numel()
-    if kind == "vq_vae":
-        with torch.no_grad():
-            counts = sum(
-                guide.code_usage(test[0][start : start + EVAL_BATCH])
-                for start in range(0, len(test[0]), EVAL_BATCH)
-            )
-        metrics["codebook_perplexity"] = float(perplexity(counts))
-        metrics["codebook_size"] = built.spec.model["num_codes"]
+    metrics.update(kind.extra_metrics(built, test))
     return metrics
-
-
-def _latent_sites(built: Built) -> list[str]:
-    return ["z1", "z2"] if len(built.spec.latent_dims) == 2 else ["z"]
 
 
 def _log_likelihood(
@@ -118,7 +102,7 @@ def _log_likelihood(
     # Batches small enough that chunk_size * batch * model fits in memory; a bar per batch.
     total, count = 0.0, len(test[0])
     starts = range(0, count, EVAL_BATCH)
-    bar = tqdm(starts, desc=f"log p(x), IWAE-{num_samples}", unit="batch", disable=not progress)
+    bar = progress_bar(starts, desc=f"log p(x), IWAE-{num_samples}", unit="batch", enabled=progress)
     for start in bar:
         batch = tuple(item[start : start + EVAL_BATCH] for item in test)
         estimates = log_likelihood(

@@ -1,21 +1,41 @@
 """A run is a folder; this module knows its files and how to rebuild a trained run from them.
 
-=====================  ==========================================================================
-file                   contents
-=====================  ==========================================================================
-``spec.toml``          the resolved spec: every key, defaults filled in; rebuilds the model
-``run.json``           data shape and labels count, status, versions and device, timings
-``metrics.jsonl``      one JSON line per epoch: train and test loss (minus the bound), seconds
-``checkpoint.pt``      model and guide ``state_dict`` and the epoch they are from
-``metrics.json``       the final evaluation (test ELBO, IWAE-K log-likelihood, ...) and history
-``*.png``              figures (samples, reconstructions, loss curves, ...)
-=====================  ==========================================================================
+=========================  ======================================================================
+file                       contents
+=========================  ======================================================================
+``spec.toml``              the resolved spec: every key, defaults filled in; rebuilds the model
+``run.json``               status (:data:`STATUSES`), data shape, versions, device, timings
+``metrics.jsonl``          one JSON line per epoch: train and test loss (minus the bound), seconds
+``metrics.csv``            one row per epoch: every per-epoch field of the history, steps/s
+``checkpoint.pt``          model and guide weights (``state_dict``\\ s) and the epoch they are
+                           from: what ``evaluate``, ``sample`` and :func:`load_run` read
+``training_state.pt``      :func:`pyro_vi.train.fit`'s checkpoint: parameters, optimizer,
+                           scheduler, random generators, data order and position, history;
+                           what ``pyro-vi train --resume`` continues from
+``metrics.json``           the final evaluation (test ELBO, IWAE-K log-likelihood, ...) and history
+``evaluation.json``        the last ``pyro-vi evaluate``
+``*.png``, ``samples/``    figures (samples, reconstructions, loss curves, ...)
+``tensorboard/``           TensorBoard event files (``[log] backends`` with ``"tensorboard"``)
+``mlflow.db``,             the MLflow store and its artifacts when ``MLFLOW_TRACKING_URI`` is
+``mlartifacts/``           unset (``[log] backends`` with ``"mlflow"``)
+=========================  ======================================================================
+
+Why two checkpoint files: the weights (``checkpoint.pt``) load into a freshly built model with
+``load_state_dict``, buffers included, without an optimizer or a training step; the training
+state holds the optimizer's leaves as :class:`~pyro_vi.train.Trainer` orders them, with Adam's
+moments (three times the size), and is only needed to continue training. Both are written
+atomically and read with ``weights_only=True`` (:mod:`pyro_vi.train.checkpoint`): a truncated,
+empty, foreign or tampered file is a :class:`~pyro_vi.train.checkpoint.CheckpointError` that names
+it, never an invitation to load it unsafely.
+
+The JSON files follow one versioned schema, documented in :mod:`pyro_vi.records`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +44,63 @@ import pyro
 import torch
 
 from pyro_vi.devices import resolve_device
+from pyro_vi.records import check_version, read_json, write_json
 from pyro_vi.spec import Built, Data, DataInfo, Spec, build, load_data, load_spec, materialize
+from pyro_vi.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 SPEC_FILE = "spec.toml"
 INFO_FILE = "run.json"
 EPOCHS_FILE = "metrics.jsonl"
+CSV_FILE = "metrics.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
+STATE_FILE = "training_state.pt"
 SUMMARY_FILE = "metrics.json"
+EVALUATION_FILE = "evaluation.json"
+SAMPLES_FOLDER = "samples"
+TENSORBOARD_FOLDER = "tensorboard"
+MLFLOW_STORE = "mlflow.db"
+MLFLOW_ARTIFACTS = "mlartifacts"
+
+#: ``run.json``'s ``status``: where a run stands (see :mod:`pyro_vi.records`).
+STATUSES = ("training", "interrupted", "trained", "complete", "diverged", "failed")
+
+#: What a run writes besides its figures: cleared by ``--overwrite`` (with ``*.png``).
+OUTPUT_FILES = (
+    SPEC_FILE,
+    INFO_FILE,
+    EPOCHS_FILE,
+    CSV_FILE,
+    CHECKPOINT_FILE,
+    STATE_FILE,
+    SUMMARY_FILE,
+    EVALUATION_FILE,
+    MLFLOW_STORE,
+)
+OUTPUT_FOLDERS = (SAMPLES_FOLDER, TENSORBOARD_FOLDER, MLFLOW_ARTIFACTS)
+#: What describes a trained model (its evaluation and figures): stale once training goes on.
+RESULT_FILES = (SUMMARY_FILE, EVALUATION_FILE)
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CSV_FILE",
+    "EPOCHS_FILE",
+    "EVALUATION_FILE",
+    "INFO_FILE",
+    "SPEC_FILE",
+    "STATE_FILE",
+    "STATUSES",
+    "SUMMARY_FILE",
+    "Run",
+    "check_run_folder",
+    "clear_results",
+    "clear_run",
+    "data_info_dict",
+    "load_run",
+    "load_weights",
+    "read_epochs",
+    "save_weights",
+    "write_json",
+]
 
 
 @dataclass
@@ -45,25 +115,42 @@ class Run:
     device: torch.device
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` as indented JSON, through a temporary file so a crash never leaves half
-    a file behind."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(partial, path)
-    return path
+def save_weights(path: Path, built: Built, epoch: int) -> Path:
+    """Write the model's and guide's ``state_dict``\\ s to ``path / checkpoint.pt``, atomically.
 
+    Arguments:
+        path: The run folder.
+        built: The run's model and guide.
+        epoch: The epochs trained (a run interrupted mid-epoch: the epochs completed).
 
-def save_checkpoint(path: Path, built: Built, epoch: int) -> Path:
-    """Save model and guide parameters (atomically, as for :func:`write_json`)."""
-    target = path / CHECKPOINT_FILE
-    partial = target.with_name(target.name + ".partial")
-    torch.save(
-        {"model": built.model.state_dict(), "guide": built.guide.state_dict(), "epoch": epoch},
-        partial,
+    Raises:
+        CheckpointError: the file cannot be written (the previous one is left intact).
+    """
+    return save_checkpoint(
+        Path(path) / CHECKPOINT_FILE,
+        {
+            "contents": "weights",
+            "model": built.model.state_dict(),
+            "guide": built.guide.state_dict(),
+            "epoch": int(epoch),
+        },
     )
-    os.replace(partial, target)
-    return target
+
+
+def load_weights(file: str | os.PathLike[str], device: Any = "cpu") -> dict[str, Any]:
+    """The weights file written by :func:`save_weights`, read safely.
+
+    Raises:
+        CheckpointError: naming the file: missing, empty, truncated, not a pyro_vi checkpoint,
+            tampered with, or a checkpoint without model and guide weights.
+    """
+    state = load_checkpoint(file, map_location=device)
+    if not isinstance(state.get("model"), dict) or not isinstance(state.get("guide"), dict):
+        raise CheckpointError(
+            f"checkpoint {str(file)!r} holds no model and guide weights (keys "
+            f"{sorted(state)}); a run's weights are in {CHECKPOINT_FILE}"
+        )
+    return state
 
 
 def read_epochs(path: Path) -> list[dict[str, Any]]:
@@ -71,7 +158,8 @@ def read_epochs(path: Path) -> list[dict[str, Any]]:
     file = Path(path) / EPOCHS_FILE
     if not file.is_file():
         return []
-    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    lines = [line for line in file.read_text().splitlines() if line.strip()]
+    return [check_version(json.loads(line), file) for line in lines]
 
 
 def check_run_folder(path: str | os.PathLike[str]) -> Path:
@@ -85,9 +173,41 @@ def check_run_folder(path: str | os.PathLike[str]) -> Path:
     if missing:
         raise FileNotFoundError(
             f"{str(path)!r} is not a finished run folder: it lacks {missing} (a folder written by "
-            "'pyro-vi train' holds spec.toml, run.json and checkpoint.pt)"
+            "'pyro-vi train' holds spec.toml, run.json and checkpoint.pt; a run stopped before "
+            "its first epoch ended has no weights yet: continue it with "
+            f"'pyro-vi train --resume {path}')"
         )
     return path
+
+
+def clear_run(path: Path) -> None:
+    """Remove everything a run writes from ``path`` (``--overwrite``): its files, figures
+    (``*.png``), samples and tracking folders, and temporary files of interrupted writes. Other
+    files are left alone."""
+    path = Path(path)
+    for name in OUTPUT_FILES:
+        (path / name).unlink(missing_ok=True)
+    for folder in OUTPUT_FOLDERS:
+        shutil.rmtree(path / folder, ignore_errors=True)
+    for figure in path.glob("*.png"):
+        figure.unlink(missing_ok=True)
+    _clear_partial(path)
+
+
+def clear_results(path: Path) -> None:
+    """Remove what describes a model that training is about to change (its evaluation and
+    samples) and the temporary files of writes a kill interrupted."""
+    path = Path(path)
+    for name in RESULT_FILES:
+        (path / name).unlink(missing_ok=True)
+    shutil.rmtree(path / SAMPLES_FOLDER, ignore_errors=True)
+    _clear_partial(path)
+
+
+def _clear_partial(path: Path) -> None:
+    for pattern in ("*.partial", f".{CHECKPOINT_FILE}.*", f".{STATE_FILE}.*"):
+        for leftover in path.glob(pattern):
+            leftover.unlink(missing_ok=True)
 
 
 def load_run(
@@ -96,7 +216,7 @@ def load_run(
     data_dir: str | None = None,
 ) -> Run:
     """Rebuild a trained run: read its spec, load its data, build the model and guide, and load
-    the checkpoint into them.
+    the weights (``checkpoint.pt``, read with ``weights_only=True``) into them.
 
     Arguments:
         path: The run folder.
@@ -106,15 +226,21 @@ def load_run(
 
     Returns:
         The :class:`Run`, networks in eval mode.
+
+    Raises:
+        FileNotFoundError: not a run folder, or one without weights yet.
+        CheckpointError: ``checkpoint.pt`` is unreadable, foreign, tampered with, or does not
+            fit the model that ``spec.toml`` builds.
     """
     path = check_run_folder(path)
     overrides = [] if data_dir is None else [f"data.dir={json.dumps(str(data_dir))}"]
     spec = load_spec(path / SPEC_FILE, overrides)
-    info = json.loads((path / INFO_FILE).read_text())
+    info = read_json(path / INFO_FILE)
     if device is None:
         trained_on = spec.training["device"]
         device = trained_on if trained_on == "cpu" or torch.cuda.is_available() else "cpu"
     device = resolve_device(device)
+    state = load_weights(path / CHECKPOINT_FILE, device)
     data = load_data(spec)
     data_info = DataInfo(**{**info["data_info"], "shape": tuple(info["data_info"]["shape"])})
     built = build(spec, data_info)
@@ -123,9 +249,14 @@ def load_run(
     first = tuple(item[torch.arange(min(2, len(item)))].to(device) for item in data.test)
     pyro.set_rng_seed(spec.training["seed"])
     materialize(built, first)
-    state = torch.load(path / CHECKPOINT_FILE, map_location=device, weights_only=True)
-    built.model.load_state_dict(state["model"])
-    built.guide.load_state_dict(state["guide"])
+    for part in ("model", "guide"):
+        try:
+            getattr(built, part).load_state_dict(state[part])
+        except RuntimeError as error:
+            raise CheckpointError(
+                f"checkpoint {str(path / CHECKPOINT_FILE)!r} does not fit the {part} that "
+                f"{SPEC_FILE} builds: {str(error).splitlines()[0]} (was spec.toml edited?)"
+            ) from None
     built.model.eval()
     built.guide.eval()
     return Run(path, spec, built, data, info, device)

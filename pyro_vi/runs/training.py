@@ -1,16 +1,38 @@
 """``pyro-vi train``: compile a spec, train it, and write the run folder as training goes.
 
-Nothing is lost on a crash or a Ctrl-C: the spec and ``run.json`` are written before the first
-step, each epoch appends its line to ``metrics.jsonl``, checkpoints are written atomically every
-``training.checkpoint_every`` epochs, and an interrupted run still gets its final checkpoint,
-evaluation and figures (``run.json`` records the status).
+The folder tells the truth at every moment (``run.json``'s ``status``, :mod:`pyro_vi.records`):
+
+- nothing is written before the spec is valid, the backends installed, the data loaded and the
+  model built: a bad spec or a missing dataset leaves no folder (and ``--overwrite`` leaves the
+  old run untouched);
+- ``"training"``: the spec and ``run.json`` are written before the first step; each epoch appends
+  its line to ``metrics.jsonl`` and ``metrics.csv`` (and the tracking backends) and writes the
+  weights; :func:`pyro_vi.train.fit` keeps ``training_state.pt`` at every epoch's end and every
+  ``training.checkpoint_every`` steps, atomically;
+- ``"interrupted"``: Ctrl-C (SIGINT) or SIGTERM stopped training after a step, with the training
+  state written there: ``train_spec(spec, resume=folder)`` (``pyro-vi train --resume``) goes on
+  exactly where it stopped; the final evaluation is not run;
+- ``"trained"``: training ended and the weights are saved, the final evaluation has not finished
+  (it was interrupted): ``pyro-vi evaluate RUN`` (:func:`complete_run`) completes it;
+- ``"complete"``: evaluated, ``metrics.json`` and the figures written;
+- ``"diverged"`` and ``"failed"`` (with ``"error"``: a checkpoint that could not be written, a
+  full disk): the last good training state is intact, and ``--resume`` continues from it.
+
+A resumed run equals an uninterrupted one bit for bit (same machine, threads and device): the
+training state carries parameters, optimizer, scheduler, every random generator and the data
+order, and :mod:`pyro_vi.runs.resume` refuses a spec that differs in what would change the run.
+Under ``torchrun`` rank 0 alone writes (:mod:`pyro_vi.runs.distributed`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,22 +40,108 @@ from typing import Any
 import pyro
 import torch
 
-from pyro_vi.devices import environment, resolve_device
-from pyro_vi.report import loss_curves
-from pyro_vi.runs import figures
+from pyro_vi.devices import environment
+from pyro_vi.records import epoch_record, read_json, summary_record, versioned, write_json
+from pyro_vi.report import loss_curves, save
+from pyro_vi.runs import distributed
 from pyro_vi.runs.evaluate import evaluate_built, fixed_test_set
+from pyro_vi.runs.figures import write_figures
 from pyro_vi.runs.folder import (
     EPOCHS_FILE,
+    EVALUATION_FILE,
     INFO_FILE,
     SPEC_FILE,
+    STATE_FILE,
     SUMMARY_FILE,
+    Run,
+    clear_results,
+    clear_run,
     data_info_dict,
-    save_checkpoint,
-    write_json,
+    save_weights,
 )
-from pyro_vi.spec import Built, Data, Spec, build, load_data, save_spec
+from pyro_vi.runs.resume import check_same_run, spec_tag
+from pyro_vi.runs.tracking import (
+    Trackers,
+    TrackingContext,
+    check_backends,
+    history_from_dict,
+    open_trackers,
+)
+from pyro_vi.spec import Built, Data, Spec, build, load_data, load_spec, save_spec
 from pyro_vi.spec.resolve import check_device_available
+from pyro_vi.spec.schema import SpecError
 from pyro_vi.train import History, TrainingDivergedError, fit
+from pyro_vi.train.checkpoint import CheckpointError, load_checkpoint
+
+__all__ = [
+    "EvaluationInterrupted",
+    "TrainResult",
+    "complete_run",
+    "finish",
+    "run_folder",
+    "train_spec",
+    "write_figures",
+]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_spec` returns: the run folder, the training history, the final metrics.
+
+    Attributes:
+        path: The run folder (:mod:`pyro_vi.runs.folder` lists its files).
+        history: Losses and timings per epoch, as :func:`pyro_vi.train.fit` returns them
+            (``history.interrupted``: training was interrupted, and can be resumed).
+        metrics: The final evaluation, as written to ``metrics.json`` (keys in
+            :mod:`pyro_vi.records`); empty when training was interrupted, and on the ranks
+            other than 0 of a data-parallel run.
+
+    For code written when :func:`train_spec` returned the folder, a result still acts as its
+    folder's path (``result / "metrics.json"``, ``os.fspath(result)``, ``str(result)``); new
+    code reads :attr:`path`.
+
+    Example:
+        >>> result = train_spec(load_spec("configs/vae_digits.toml"))
+        >>> result.metrics["test_elbo"], result.path / "samples.png"
+    """
+
+    path: Path
+    history: History
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __truediv__(self, other: str | os.PathLike[str]) -> Path:
+        return self.path / other
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+class EvaluationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during the final evaluation: the model is trained and saved (``run.json`` says
+    ``"trained"``); ``pyro-vi evaluate RUN`` completes the run.
+
+    Attributes:
+        path: The run folder.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))
+        self.path = path
+
+
+@dataclass
+class _Plan:
+    """What rank 0 decided before anything is written: the folder, and what to resume."""
+
+    path: Path
+    clear: bool = False
+    state: Path | None = None
+    history: History | None = None
+    previous: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def run_folder(out: str | os.PathLike[str] | None, spec: Spec, overwrite: bool) -> Path:
@@ -53,12 +161,149 @@ def run_folder(out: str | os.PathLike[str] | None, spec: Spec, overwrite: bool) 
     path = Path(out)
     if (path / SPEC_FILE).exists() and not overwrite:
         raise FileExistsError(
-            f"{str(path)!r} already holds a run; choose another --out, or pass --overwrite to "
-            "replace it"
+            f"{str(path)!r} already holds a run; choose another --out, pass --overwrite to "
+            "replace it, or --resume it to continue its training"
         )
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"--out {str(path)!r} exists and is not a folder")
     return path
+
+
+def _plan(
+    spec: Spec,
+    out: str | os.PathLike[str] | None,
+    overwrite: bool,
+    resume: str | os.PathLike[str] | None,
+) -> _Plan:
+    """Every check that needs no data, before anything is written (rank 0)."""
+    check_device_available(spec)
+    check_backends(spec)
+    if resume is None:
+        path = run_folder(out, spec, overwrite)
+        return _Plan(path, clear=(path / SPEC_FILE).exists())
+    if overwrite:
+        raise ValueError(
+            "--resume continues the run in its folder and --overwrite would replace it; pass "
+            "one of them"
+        )
+    path = Path(resume)
+    if out is not None and Path(out).resolve() != path.resolve():
+        raise ValueError(
+            f"--resume {str(path)!r} trains in that folder; --out {str(out)!r} names another "
+            "(leave --out out)"
+        )
+    if not (path / SPEC_FILE).is_file() or not (path / INFO_FILE).is_file():
+        raise FileNotFoundError(
+            f"--resume {str(path)!r} is not a run folder (it lacks {SPEC_FILE} or {INFO_FILE})"
+        )
+    changed = check_same_run(load_spec(path / SPEC_FILE), spec, path)
+    plan = _Plan(path, previous=read_json(path / INFO_FILE))
+    plan.notes = [f"{key}: {old!r} -> {new!r}" for key, old, new in changed]
+    state_file = path / STATE_FILE
+    if not state_file.is_file():
+        # Stopped before its first checkpoint: nothing trained to keep; start again here.
+        plan.clear = True
+        plan.notes.append(f"no {STATE_FILE} yet: training starts from the first step")
+        return plan
+    state = load_checkpoint(state_file)
+    tag = state.get("fingerprint", {}).get("tag")
+    if tag != spec_tag(spec):
+        raise CheckpointError(
+            f"checkpoint {str(state_file)!r} was written for another spec (tag {tag!r}, this "
+            f"spec's is {spec_tag(spec)!r}): was {SPEC_FILE} edited after training began?"
+        )
+    ranks, world = len(state.get("rng_per_rank") or [None]), distributed.world_size()
+    if ranks != world:
+        raise CheckpointError(
+            f"checkpoint {str(state_file)!r} was written by {ranks} process(es) and this run has "
+            f"{world}: resume it with as many (torchrun --nproc_per_node={ranks} for {ranks} > 1)"
+        )
+    plan.state = state_file
+    plan.history = history_from_dict(state["history"])
+    done, wanted = _epochs_done(state), spec.training["epochs"]
+    begun = done + (1 if state["position"].get("batch", 0) > 0 else 0)  # a partial epoch too
+    if wanted < begun:
+        partial = " and part of the next" if begun > done else ""
+        raise SpecError(
+            f"invalid spec: training.epochs = {wanted}, but {str(path)!r} has already trained "
+            f"{done} epoch(s){partial}; allowed: training.epochs >= {begun}"
+        )
+    if wanted == done and plan.previous.get("status") == "complete":
+        raise ValueError(
+            f"{str(path)!r} is complete: all {done} epochs are trained and evaluated; to train "
+            f"longer, resume with --epochs N (N > {done})"
+        )
+    return plan
+
+
+def _epochs_done(state: dict[str, Any]) -> int:
+    """Whole epochs a training state has finished (a mid-epoch state: the ones before)."""
+    return len(state["history"].get("train_loss", []))
+
+
+def _steps_per_epoch(num_data: int, batch_size: int) -> int:
+    """Steps of a whole epoch on one rank (``DistributedSampler`` pads the shards to equal
+    length; ``fit`` caps the batch at the dataset's size)."""
+    local = math.ceil(num_data / distributed.world_size())
+    return math.ceil(local / min(batch_size, num_data))
+
+
+def _write_epoch_log(path: Path, history: History | None) -> None:
+    """``metrics.jsonl`` anew: the restored history's epochs (none for a new run)."""
+    lines = [] if history is None else [epoch_record(e, history) for e in range(history.epochs)]
+    (path / EPOCHS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def _open_folder(
+    plan: _Plan, spec: Spec, data: Data, device: torch.device
+) -> tuple[dict[str, Any], Trackers]:
+    """Rank 0: make (or clear) the folder, write the spec and ``run.json``, start the logs."""
+    path = plan.path
+    if plan.clear:
+        clear_run(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"cannot make the run folder {str(path)!r}: {error.strerror or error} (choose a "
+            "writable --out)"
+        ) from error
+    clear_results(path)
+    save_spec(spec, path / SPEC_FILE)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    previous = plan.previous if plan.state is not None else {}
+    info: dict[str, Any] = versioned(
+        {
+            "status": "training",
+            "started": previous.get("started", now),
+            "data_info": data_info_dict(data.info),
+            "train_size": len(data.train[0]),
+            "environment": environment(device),
+            "world_size": distributed.world_size(),
+        }
+    )
+    if plan.state is not None:
+        info["resumed"] = [*previous.get("resumed", []), now]
+    _write_epoch_log(path, plan.history)
+    write_json(path / INFO_FILE, info)
+    context = TrackingContext(path, spec, plan.history, previous.get("tracking", {}))
+    steps = _steps_per_epoch(len(data.train[0]), spec.training["batch_size"])
+    try:
+        trackers = open_trackers(context, steps)
+    except Exception as error:
+        _set_status(path, info, "failed", error=f"{type(error).__name__}: {error}")
+        raise
+    info["tracking"] = trackers.record
+    write_json(path / INFO_FILE, info)
+    return info, trackers
+
+
+def _set_status(path: Path, info: dict[str, Any], status: str, **extra: Any) -> None:
+    """Write ``run.json`` with ``status``; on a full disk the error of the write that failed
+    first is the one to report, so this one is best effort."""
+    info.update(status=status, **extra)
+    with contextlib.suppress(OSError):
+        write_json(path / INFO_FILE, info)
 
 
 def train_spec(
@@ -68,51 +313,52 @@ def train_spec(
     progress: bool = True,
     overwrite: bool = False,
     data: Data | None = None,
-) -> Path:
+    resume: str | os.PathLike[str] | None = None,
+) -> TrainResult:
     """Train the model that ``spec`` describes and write its run folder.
 
     Arguments:
         spec: A resolved spec (:func:`pyro_vi.spec.load_spec`).
         out: The run folder (see :func:`run_folder`).
         progress: Progress bars for training and evaluation.
-        overwrite: Replace a run already in ``out``.
+        overwrite: Replace a run already in ``out`` (everything it wrote goes, once the new
+            spec and data have loaded).
         data: The loaded data, when the caller has it already (comparisons load it once).
+        resume: A run folder to continue from its training state (``training_state.pt``); the
+            spec must equal its ``spec.toml`` but in :data:`pyro_vi.runs.resume.MAY_CHANGE`
+            (e.g. ``training.epochs``, to train longer).
 
     Returns:
-        The run folder.
+        The :class:`TrainResult`: the run folder, the history and the final metrics. When
+        SIGINT or SIGTERM stopped training, ``result.history.interrupted`` is true, the metrics
+        are empty and ``run.json`` says ``"interrupted"``.
+
+    Raises:
+        SpecError, FileNotFoundError, FileExistsError, CheckpointError: before anything is
+            written (a bad spec, missing data, a taken folder, a resume that does not fit).
+        CheckpointError, OSError: a file could not be written during training (``run.json``
+            says ``"failed"``; the last good training state is intact).
+        TrainingDivergedError: the loss became NaN or infinite (``"diverged"``).
+        EvaluationInterrupted: Ctrl-C during the final evaluation (``"trained"``).
     """
-    check_device_available(spec)
-    path = run_folder(out, spec, overwrite)
-    path.mkdir(parents=True, exist_ok=True)
-    for stale in (EPOCHS_FILE, SUMMARY_FILE):
-        (path / stale).unlink(missing_ok=True)
-    device = resolve_device(spec.training["device"])
+    plan = distributed.on_rank_zero(lambda: _plan(spec, out, overwrite, resume))
+    for note in plan.notes if distributed.rank() == 0 else ():
+        print(f"resuming {plan.path}: {note}", file=sys.stderr)
+    path = plan.path
+    device = distributed.rank_device(spec.training["device"])
     pyro.clear_param_store()
     pyro.set_rng_seed(spec.training["seed"])
     data = load_data(spec) if data is None else data
     built = build(spec, data.info)
-    save_spec(spec, path / SPEC_FILE)
-    info: dict[str, Any] = {
-        "status": "training",
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data_info": data_info_dict(data.info),
-        "train_size": len(data.train[0]),
-        "environment": environment(device),
-    }
-    write_json(path / INFO_FILE, info)
+    opened = distributed.on_rank_zero(lambda: _open_folder(plan, spec, data, device), share=False)
+    lead = distributed.rank() == 0
+    info, trackers = opened if lead else ({}, None)
 
     def after_epoch(epoch: int, history: History) -> None:
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": history.train_loss[-1],
-            "test_loss": history.test_loss[-1] if history.test_loss else None,
-            "seconds": history.seconds[-1],
-            "bound": history.bound,
-        }
         with open(path / EPOCHS_FILE, "a") as file:
-            file.write(json.dumps(record) + "\n")
-        if (epoch + 1) % spec.training["checkpoint_every"] == 0:
-            save_checkpoint(path, built, epoch + 1)
+            file.write(json.dumps(epoch_record(epoch, history)) + "\n")
+        trackers.log_epoch(epoch, history)
+        save_weights(path, built, epoch + 1)
 
     start = time.perf_counter()
     try:
@@ -126,21 +372,84 @@ def train_spec(
             epochs=spec.training["epochs"],
             batch_size=spec.training["batch_size"],
             device=device,
+            # One data order on every rank; a single process keeps the seeding done above.
+            seed=spec.training["seed"] if distributed.is_distributed() else None,
             progress=progress,
             callback=after_epoch,
             max_seconds=spec.training["max_seconds"],
+            checkpoint=path / STATE_FILE,
+            checkpoint_every=spec.training["checkpoint_every"],
+            resume=plan.state,
+            tag=spec_tag(spec),
         )
-    except TrainingDivergedError:
-        write_json(path / INFO_FILE, {**info, "status": "diverged"})
+    except BaseException as error:
+        if lead:
+            _abort(path, info, trackers, error)
         raise
-    info["status"] = "interrupted" if history.interrupted else "complete"
-    info["epochs_completed"] = history.epochs
-    info["training_seconds"] = sum(history.seconds)
-    info["wall_seconds"] = time.perf_counter() - start
-    save_checkpoint(path, built, history.epochs)
-    write_json(path / INFO_FILE, info)
-    finish(path, spec, built, data, history, device, progress)
-    return path
+    # The other ranks wait for rank 0 to write the weights, evaluate and draw, then return.
+    group = distributed.waiting_group()
+    if not lead:
+        distributed.barrier(group)
+        return TrainResult(path, history)
+    timings = {
+        "epochs_completed": history.epochs,
+        "training_seconds": sum(history.seconds),
+        "wall_seconds": time.perf_counter() - start,
+    }
+    try:
+        return _conclude(
+            path, spec, built, data, history, device, progress, info, trackers, timings
+        )
+    finally:
+        distributed.barrier(group)
+
+
+def _abort(path: Path, info: dict[str, Any], trackers: Trackers, error: BaseException) -> None:
+    """Record why training stopped with an exception (rank 0)."""
+    if isinstance(error, TrainingDivergedError):
+        status = "diverged"
+    elif isinstance(error, KeyboardInterrupt):  # before fit's own handlers were installed
+        status = "interrupted"
+    else:
+        status = "failed"
+        info["error"] = f"{type(error).__name__}: {error}"
+    _set_status(path, info, status)
+    trackers.close(status)
+
+
+def _conclude(
+    path: Path,
+    spec: Spec,
+    built: Built,
+    data: Data,
+    history: History,
+    device: torch.device,
+    progress: bool,
+    info: dict[str, Any],
+    trackers: Trackers,
+    timings: dict[str, Any],
+) -> TrainResult:
+    """Rank 0 after training: save the weights, record the status, evaluate unless
+    interrupted."""
+    status = "interrupted" if history.interrupted else "trained"
+    try:
+        save_weights(path, built, history.epochs)
+        _set_status(path, info, status, **timings)
+        if history.interrupted:
+            return TrainResult(path, history)
+        try:
+            metrics = finish(path, spec, built, data, history, device, progress, trackers)
+        except KeyboardInterrupt:
+            raise EvaluationInterrupted(path) from None
+        status = "complete"
+        write_json(path / INFO_FILE, {**info, "status": status})
+        return TrainResult(path, history, metrics)
+    except (OSError, CheckpointError) as error:
+        status = "failed"
+        _set_status(path, info, status, error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        trackers.close(status)
 
 
 def finish(
@@ -151,52 +460,76 @@ def finish(
     history: History,
     device: torch.device,
     progress: bool,
-) -> None:
-    """Evaluate the trained model, write ``metrics.json`` and the standard figures."""
+    trackers: Trackers | None = None,
+    num_samples: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate the trained model, write ``metrics.json`` and the figures; return the metrics.
+
+    Arguments:
+        path, spec, built, data, history, device, progress: The run's.
+        trackers: Sinks that also get the figures.
+        num_samples: K of the IWAE-K log-likelihood (default ``training.eval_samples``).
+    """
     built.model.eval()
     built.guide.eval()
+    samples = spec.training["eval_samples"] if num_samples is None else num_samples
     test = fixed_test_set(data, device, spec.training["seed"])
-    metrics = evaluate_built(
-        built, test, spec.training["eval_samples"], progress=progress, seed=spec.training["seed"]
-    )
+    metrics = evaluate_built(built, test, samples, progress=progress, seed=spec.training["seed"])
     metrics["training_seconds"] = sum(history.seconds)
     metrics["parameters"] = sum(
         p.numel() for m in (built.model, built.guide) for p in m.parameters()
     )
     metrics["final_train_bound"] = -history.train_loss[-1] if history.train_loss else None
     metrics["interrupted"] = history.interrupted
-    write_json(path / SUMMARY_FILE, {"metrics": metrics, "history": history.to_dict()})
-    write_figures(path, built, test, data.test_labels)
-    figures.save(loss_curves(history), path / "loss_curves.png")
+    write_json(path / SUMMARY_FILE, summary_record(metrics, history))
+    figures = write_figures(path, built, test, data.test_labels)
+    figures["loss_curves"] = save(loss_curves(history), path / "loss_curves.png")
+    if trackers is not None:
+        trackers.log_images(figures)
+    return metrics
 
 
-def write_figures(
-    path: Path,
-    built: Built,
-    test: tuple[torch.Tensor, ...],
-    test_labels: torch.Tensor | None,
-    labels: list[int] | None = None,
-    num_images: int = 32,
-) -> dict[str, Path]:
-    """Samples, reconstructions, interpolations and the latent scatter plot of a trained run.
+def complete_run(run: Run, num_samples: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Finish a run whose final evaluation was interrupted (``run.json`` says ``"trained"``):
+    evaluate it, write ``metrics.json``, ``evaluation.json`` and the figures, and mark it
+    ``"complete"``.
 
-    An autoencoder has no prior to sample from: its samples figure is skipped.
+    Arguments:
+        run: The run, loaded by :func:`~pyro_vi.runs.folder.load_run`.
+        num_samples: K of the IWAE-K log-likelihood (default ``training.eval_samples``).
+        progress: Progress bars.
+
+    Returns:
+        The metrics.
     """
-    written = {}
-    built = built.for_evaluation()
-    first = tuple(item[:num_images] for item in test)
-    if built.spec.model["kind"] != "autoencoder":
-        written["samples"] = figures.save(
-            figures.sample_grid(built, first[0], labels), path / "samples.png"
+    if run.info.get("status") != "trained":
+        raise ValueError(
+            f"{str(run.path)!r} has status {run.info.get('status')!r}; only a 'trained' run "
+            "(its final evaluation interrupted) is completed"
         )
-    written["reconstructions"] = figures.save(
-        figures.reconstruction_grid(built, first), path / "reconstructions.png"
-    )
-    written["interpolation"] = figures.save(
-        figures.interpolation_grid(built, first), path / "interpolation.png"
-    )
-    scatter_points = tuple(item[:2000] for item in test)
-    written["latents"] = figures.save(
-        figures.latent_scatter(built, scatter_points, test_labels), path / "latents.png"
-    )
-    return written
+    check_backends(run.spec)
+    state = load_checkpoint(run.path / STATE_FILE)
+    history = history_from_dict(state["history"])
+    context = TrackingContext(run.path, run.spec, history, run.info.get("tracking", {}))
+    steps = _steps_per_epoch(run.info["train_size"], run.spec.training["batch_size"])
+    trackers = open_trackers(context, steps)
+    status = "trained"
+    try:
+        metrics = finish(
+            run.path,
+            run.spec,
+            run.built,
+            run.data,
+            history,
+            run.device,
+            progress,
+            trackers,
+            num_samples,
+        )
+        samples = run.spec.training["eval_samples"] if num_samples is None else num_samples
+        write_json(run.path / EVALUATION_FILE, {"metrics": metrics, "num_samples": samples})
+        status = "complete"
+        write_json(run.path / INFO_FILE, {**run.info, "status": status})
+    finally:
+        trackers.close(status)
+    return metrics

@@ -9,6 +9,7 @@ import pyro_vi.runs.training as training
 from pyro_vi.runs.folder import load_run, read_epochs
 from pyro_vi.spec import DEFAULT_SPEC, load_spec
 from pyro_vi.train import TrainingDivergedError
+from pyro_vi.train.checkpoint import load_checkpoint
 
 TINY = ["data.limit=100", "training.eval_samples=5", "training.batch_size=50"]
 
@@ -31,18 +32,24 @@ def _wrap_fit(monkeypatch, after_epoch):
     monkeypatch.setattr(training, "fit", fit)
 
 
-def test_an_interrupted_run_keeps_its_epochs_checkpoint_and_figures(tmp_path, monkeypatch):
+def test_an_interrupted_run_keeps_its_epochs_and_checkpoints_and_skips_the_evaluation(
+    tmp_path, monkeypatch
+):
     def interrupt(epoch):
         if epoch == 1:
             raise KeyboardInterrupt
 
     _wrap_fit(monkeypatch, interrupt)
-    path = training.train_spec(_spec("training.epochs=5"), tmp_path / "run", progress=False)
+    result = training.train_spec(_spec("training.epochs=5"), tmp_path / "run", progress=False)
+    path = result.path
+    assert result.history.interrupted and result.metrics == {}
     info = json.loads((path / "run.json").read_text())
     assert info["status"] == "interrupted" and info["epochs_completed"] == 2
     assert [e["epoch"] for e in read_epochs(path)] == [1, 2]
-    assert (path / "samples.png").is_file()
+    # Ctrl-C means stop: no evaluation, no figures; the run can be resumed or evaluated.
+    assert not (path / "metrics.json").exists() and not (path / "samples.png").exists()
     assert torch.load(path / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    assert load_checkpoint(path / "training_state.pt")["position"]["epoch"] == 2
     load_run(path)
 
 
@@ -60,7 +67,7 @@ def test_a_diverged_run_says_so_and_keeps_the_epochs_before(tmp_path, monkeypatc
 
 
 def test_a_reloaded_run_has_the_trained_parameters(tmp_path):
-    path = training.train_spec(_spec("training.epochs=1"), tmp_path / "run", progress=False)
+    path = training.train_spec(_spec("training.epochs=1"), tmp_path / "run", progress=False).path
     saved = torch.load(path / "checkpoint.pt", weights_only=True)
     run = load_run(path)
     for name, value in run.built.guide.state_dict().items():
@@ -70,6 +77,6 @@ def test_a_reloaded_run_has_the_trained_parameters(tmp_path):
 
 def test_default_run_folders_are_numbered_not_overwritten(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first = training.train_spec(_spec("training.epochs=1"), progress=False)
-    second = training.train_spec(_spec("training.epochs=1"), progress=False)
+    first = training.train_spec(_spec("training.epochs=1"), progress=False).path
+    second = training.train_spec(_spec("training.epochs=1"), progress=False).path
     assert first.name == "vae-digits" and second.name == "vae-digits-2"
