@@ -1,33 +1,115 @@
 """The ``pyro-vi`` command: train, evaluate, sample and compare models described by specs.
 
     pyro-vi train [SPEC] [--set KEY=VALUE ...] [--out RUN] [--device cuda]
+    pyro-vi train --resume RUN [--epochs N]
+    torchrun --nproc_per_node=N -m pyro_vi train [SPEC] ...
     pyro-vi evaluate RUN [--num-samples K] [--device cuda]
-    pyro-vi sample RUN [--labels 0 1 2] [--device cuda]
+    pyro-vi sample RUN [--num N] [--labels 0 1 2] [--device cuda]
     pyro-vi compare SPEC SPEC... [--set KEY=VALUE ...] [--match epochs|seconds] [--out DIR]
+    pyro-vi --version
 
 Without a SPEC, ``train`` trains the default spec (an MLP VAE on the embedded digits; the same as
-``configs/vae_digits.toml``).
+``configs/vae_digits.toml``). Progress shows as a bar on a terminal and as a plain line every
+``--progress-interval`` seconds when stderr is a file (see :mod:`pyro_vi.progress`).
+
+Exit status: 0 when done; 2 for an error a user can fix (one line on stderr, no traceback); 130
+when interrupted (Ctrl-C or SIGTERM): training stops after its current step with a checkpoint,
+and ``pyro-vi train --resume RUN`` continues it. Under ``torchrun`` (``RANK``, ``WORLD_SIZE`` and
+``LOCAL_RANK`` set) ``train`` makes the default process group and trains data-parallel; rank 0
+alone writes the run folder (:mod:`pyro_vi.runs.distributed`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from pyro_vi import data as datasets
-from pyro_vi.runs.folder import SUMMARY_FILE, load_run, write_json
+from pyro_vi.progress import DEFAULT_INTERVAL, MODES, progress_output
+from pyro_vi.runs.folder import EVALUATION_FILE, SPEC_FILE, load_run, write_json
 from pyro_vi.spec import DEFAULT_SPEC, SpecError, load_spec
 
-EVALUATION_FILE = "evaluation.json"
+#: The exit status of an interrupted command (128 + SIGINT, as a shell reports Ctrl-C).
+INTERRUPTED = 130
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (None, a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in help_text
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == []
+            or action.nargs == 0  # flags: --no-progress, --overwrite, --help, --version
+        ):
+            return help_text
+        return super()._get_help_string(action)
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (a bad value is argparse's usage error, status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text}")
+    return value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pyro-vi")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        from pyro_vi import __version__
+
+        return __version__
 
 
 def _add_common(parser: argparse.ArgumentParser, *, spec: bool) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:<index>")
     parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="hide progress bars"
+        "--progress",
+        choices=MODES,
+        default="auto",
+        help="progress display: auto is a bar on a terminal and plain lines when stderr is a "
+        "file; none hides it",
+    )
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_const",
+        const="none",
+        help="hide progress (the same as --progress none)",
+    )
+    parser.add_argument(
+        "--progress-interval",
+        type=_seconds,
+        default=DEFAULT_INTERVAL,
+        metavar="SECONDS",
+        help="seconds between two progress lines when they are plain lines",
     )
     if spec:
         parser.add_argument(
@@ -40,43 +122,104 @@ def _add_common(parser: argparse.ArgumentParser, *, spec: bool) -> None:
             "(values are TOML: 5, 0.1, [100, 50], true; bare words are strings)",
         )
         parser.add_argument(
-            "--epochs", type=int, default=None, help="shorthand for training.epochs"
+            "--epochs",
+            type=int,
+            default=None,
+            metavar="N",
+            help="shorthand for --set training.epochs=N",
         )
-        parser.add_argument("--seed", type=int, default=None, help="shorthand for training.seed")
-        parser.add_argument("--data-dir", default=None, help="shorthand for data.dir")
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=None,
+            metavar="N",
+            help="shorthand for --set training.seed=N",
+        )
+        parser.add_argument(
+            "--estimator",
+            default=None,
+            metavar="NAME",
+            help="shorthand for --set estimator.name=NAME",
+        )
+        parser.add_argument(
+            "--num-particles",
+            type=int,
+            default=None,
+            metavar="K",
+            help="shorthand for --set estimator.num_particles=K",
+        )
+        parser.add_argument(
+            "--data-dir",
+            default=None,
+            metavar="DIR",
+            help="shorthand for --set data.dir=DIR (default: $PYRO_VI_DATA, else ~/.cache/pyro_vi)",
+        )
         parser.add_argument(
             "--overwrite", action="store_true", help="replace a run already in the output folder"
         )
     else:
-        parser.add_argument("--data-dir", default=None, help="where the run's dataset lives now")
+        parser.add_argument(
+            "--data-dir", default=None, metavar="DIR", help="where the run's dataset lives now"
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyro-vi",
         description="Variational inference for deep latent-variable models, from specs.",
+        formatter_class=_HelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser(
-        "train", help="train a spec and write a run folder", description=_train_help()
+        "train",
+        help="train a spec and write a run folder",
+        description=_train_help(),
+        formatter_class=_HelpFormatter,
     )
     train.add_argument("spec", nargs="?", help="a .toml or .json spec (default: the digits VAE)")
-    train.add_argument("--out", default=None, help="run folder (default: runs/<spec name>)")
+    train.add_argument(
+        "--out", default=None, metavar="RUN", help="run folder (default: runs/<spec name>)"
+    )
+    train.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN",
+        help="continue the run in RUN from its last checkpoint, exactly (its spec.toml, or "
+        "SPEC, which must match it; --epochs N trains longer)",
+    )
     _add_common(train, spec=True)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a trained run on its test set")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a trained run on its test set",
+        description="Rebuild a trained run from its spec.toml and checkpoint and evaluate it on "
+        "its test set: test ELBO, the trained estimator's bound, the IWAE-K log-likelihood, "
+        "active units and the reconstruction log-likelihood. Prints the metrics and writes "
+        f"RUN/{EVALUATION_FILE}.",
+        formatter_class=_HelpFormatter,
+    )
     evaluate.add_argument("run", help="a run folder written by 'pyro-vi train'")
     evaluate.add_argument(
         "--num-samples",
         type=int,
         default=None,
+        metavar="K",
         help="K of the IWAE-K log-likelihood (default: the spec's training.eval_samples)",
     )
-    evaluate.add_argument("--seed", type=int, default=0, help="seeds the evaluation's draws")
+    evaluate.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seeds the evaluation's draws"
+    )
     _add_common(evaluate, spec=False)
 
     sample = commands.add_parser(
-        "sample", help="draw samples, reconstructions, interpolations and a latent scatter plot"
+        "sample",
+        help="draw samples, reconstructions, interpolations and a latent scatter plot",
+        description="Draw figures of a trained run: prior samples (decoder means; one row per "
+        "label for a conditional model), test images above their reconstructions, "
+        "interpolations between test images in latent space, and the test set's posterior "
+        "means in 2-D. An autoencoder has no prior: its samples figure is skipped.",
+        formatter_class=_HelpFormatter,
     )
     sample.add_argument("run", help="a run folder written by 'pyro-vi train'")
     sample.add_argument(
@@ -84,25 +227,38 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         nargs="+",
         default=None,
+        metavar="LABEL",
         help="conditional models: the labels to generate, one row each",
     )
-    sample.add_argument("--num", type=int, default=32, help="images per grid")
-    sample.add_argument("--seed", type=int, default=0, help="seeds the draws")
-    sample.add_argument("--out", default=None, help="figure folder (default: RUN/samples)")
+    sample.add_argument(
+        "--num", type=_positive_int, default=32, metavar="N", help="images per grid (N >= 1)"
+    )
+    sample.add_argument("--seed", type=int, default=0, metavar="N", help="seeds the draws")
+    sample.add_argument(
+        "--out", default=None, metavar="DIR", help="figure folder (default: RUN/samples)"
+    )
     _add_common(sample, spec=False)
 
     compare = commands.add_parser(
-        "compare", help="train several specs on matched compute and tabulate the results"
+        "compare",
+        help="train several specs on matched compute and tabulate the results",
+        description="Train every spec into OUT/<spec name> on the same data, seed and batch "
+        "size, with either the same number of epochs (gradient steps) or the same training "
+        "seconds, evaluate all of them with the same IWAE-K, and write comparison.md, "
+        "comparison.csv, comparison.json and comparison.png into OUT.",
+        formatter_class=_HelpFormatter,
     )
     compare.add_argument("specs", nargs="+", help="two or more .toml or .json specs")
-    compare.add_argument("--out", default="runs/compare", help="comparison folder")
+    compare.add_argument("--out", default="runs/compare", metavar="DIR", help="comparison folder")
     compare.add_argument(
         "--match",
         choices=("epochs", "seconds"),
         default="epochs",
         help="matched compute: the same epochs (gradient steps) or the same training seconds",
     )
-    compare.add_argument("--seconds", type=float, default=None, help="budget for --match seconds")
+    compare.add_argument(
+        "--seconds", type=float, default=None, help="training seconds per spec for --match seconds"
+    )
     _add_common(compare, spec=True)
     return parser
 
@@ -110,16 +266,25 @@ def _parser() -> argparse.ArgumentParser:
 def _train_help() -> str:
     return (
         "Train the model a spec describes and write a run folder: spec.toml (resolved), "
-        "run.json, metrics.jsonl (per epoch), checkpoint.pt, metrics.json (final evaluation) "
-        f"and figures. Datasets: {list(datasets.DATASETS)}. See configs/ for examples."
+        "run.json (status), metrics.jsonl and metrics.csv (per epoch), checkpoint.pt (weights), "
+        "training_state.pt (to resume), metrics.json (final evaluation) and figures. Ctrl-C "
+        "stops after the current step with a checkpoint (exit status 130); --resume RUN "
+        "continues exactly where it stopped. Under torchrun, trains data-parallel. Datasets: "
+        f"{list(datasets.DATASETS)}. See configs/ for examples."
     )
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
     overrides = list(args.overrides)
-    for flag, key in (("epochs", "training.epochs"), ("seed", "training.seed")):
+    for flag, key in (
+        ("epochs", "training.epochs"),
+        ("seed", "training.seed"),
+        ("num_particles", "estimator.num_particles"),
+    ):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
+    if args.estimator is not None:
+        overrides.append(f"estimator.name={json.dumps(args.estimator)}")
     if args.data_dir is not None:
         overrides.append(f"data.dir={json.dumps(args.data_dir)}")
     if args.device is not None:
@@ -134,24 +299,75 @@ def _print_metrics(metrics: dict, title: str) -> None:
         print(f"  {key:>36}: {text}")
 
 
-def _train(args: argparse.Namespace) -> None:
-    from pyro_vi.runs.training import train_spec
+def _spec_source(args: argparse.Namespace) -> object:
+    """The spec to read: SPEC, else the resumed run's spec.toml, else the default spec."""
+    if args.spec is not None:
+        return args.spec
+    if args.resume is not None:
+        spec_file = Path(args.resume) / SPEC_FILE
+        if not spec_file.is_file():
+            raise FileNotFoundError(
+                f"--resume {args.resume!r} is not a run folder (it has no {SPEC_FILE})"
+            )
+        return spec_file
+    return DEFAULT_SPEC
 
-    spec = load_spec(args.spec or DEFAULT_SPEC, _overrides(args))
-    path = train_spec(spec, args.out, progress=args.progress, overwrite=args.overwrite)
-    summary = json.loads((path / SUMMARY_FILE).read_text())
-    _print_metrics(summary["metrics"], f"run written to {path}")
+
+def _train(args: argparse.Namespace) -> int:
+    from pyro_vi.runs import distributed
+    from pyro_vi.runs.training import EvaluationInterrupted, train_spec
+
+    spec = load_spec(_spec_source(args), _overrides(args))
+    started_group = distributed.init_from_environment(spec.training["device"])
+    lead = distributed.rank() == 0
+    try:
+        result = train_spec(
+            spec,
+            args.out,
+            progress=args.show_progress,
+            overwrite=args.overwrite,
+            resume=args.resume,
+        )
+    except EvaluationInterrupted as interrupted:
+        print(
+            f"pyro-vi train: evaluation interrupted; the model is trained and saved in "
+            f"{interrupted.path} (status 'trained'): 'pyro-vi evaluate {interrupted.path}' "
+            "completes the run",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+    finally:
+        if started_group:
+            distributed.close()
+    if not lead:
+        return INTERRUPTED if result.history.interrupted else 0
+    if result.history.interrupted:
+        print(
+            f"pyro-vi train: interrupted after {result.history.epochs} complete epoch(s); the "
+            f"checkpoint is saved: 'pyro-vi train --resume {result.path}' continues exactly "
+            "where training stopped",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+    _print_metrics(result.metrics, f"run written to {result.path}")
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     from pyro_vi.runs.evaluate import evaluate_built, fixed_test_set
+    from pyro_vi.runs.training import complete_run
 
     run = load_run(args.run, args.device, args.data_dir)
     samples = run.spec.training["eval_samples"] if args.num_samples is None else args.num_samples
     if samples < 0:
         raise ValueError(f"--num-samples must be >= 0, got {samples}")
+    if run.info.get("status") == "trained":
+        # Training ended but its final evaluation was interrupted: complete the run.
+        metrics = complete_run(run, samples, progress=args.show_progress)
+        _print_metrics(metrics, f"evaluation of {run.path} (the run is now complete)")
+        return
     test = fixed_test_set(run.data, run.device, run.spec.training["seed"])
-    metrics = evaluate_built(run.built, test, samples, progress=args.progress, seed=args.seed)
+    metrics = evaluate_built(run.built, test, samples, progress=args.show_progress, seed=args.seed)
     write_json(run.path / EVALUATION_FILE, {"metrics": metrics, "num_samples": samples})
     _print_metrics(metrics, f"evaluation of {run.path} (written to {EVALUATION_FILE})")
 
@@ -160,11 +376,9 @@ def _sample(args: argparse.Namespace) -> None:
     import pyro
 
     from pyro_vi.runs.evaluate import fixed_test_set
-    from pyro_vi.runs.training import write_figures
+    from pyro_vi.runs.figures import write_figures
 
     run = load_run(args.run, args.device, args.data_dir)
-    if args.num < 1:
-        raise ValueError(f"--num must be >= 1, got {args.num}")
     if args.labels is not None:
         if not run.spec.model.get("conditional"):
             raise ValueError("--labels is for conditional models; this run's model is not one")
@@ -176,6 +390,8 @@ def _sample(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     pyro.set_rng_seed(args.seed)
     test = fixed_test_set(run.data, run.device, run.spec.training["seed"])
+    # Any --num >= 1: grids narrower than one row, and an interpolation from a single image to
+    # the next test image, are write_figures's own.
     written = write_figures(out, run.built, test, run.data.test_labels, args.labels, args.num)
     print(f"figures of {run.path}:")
     for kind, path in written.items():
@@ -191,7 +407,7 @@ def _compare(args: argparse.Namespace) -> None:
         overrides=_overrides(args),
         match=args.match,
         seconds=args.seconds,
-        progress=args.progress,
+        progress=args.show_progress,
         overwrite=args.overwrite,
     )
     print(Path(written["markdown"]).read_text())
@@ -202,19 +418,44 @@ def _compare(args: argparse.Namespace) -> None:
 COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "compare": _compare}
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyro-vi`` console script; returns the exit status.
 
-    Errors a user can fix (a bad spec, a missing file or dataset, a device this machine lacks)
-    print one line and exit with status 2, instead of a stack trace.
+    Errors a user can fix (a bad spec, a missing file or dataset, a device this machine lacks,
+    an unreadable checkpoint, a full disk) print one line and exit with status 2, instead of a
+    stack trace. Ctrl-C and SIGTERM exit with status 130 (training first writes its checkpoint).
     """
     args = _parser().parse_args(argv)
+    # SIGTERM (a batch system's, torchrun's) stops a command as Ctrl-C does; training installs
+    # its own handlers, which stop it after the current step.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        COMMANDS[args.command](args)
+        with progress_output(args.progress, args.progress_interval) as show_progress:
+            args.show_progress = show_progress
+            return COMMANDS[args.command](args) or 0
     except (SpecError, ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
         print(f"pyro-vi {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    except OSError as error:
+        where = f" {error.filename!r}" if error.filename else ""
+        print(
+            f"pyro-vi {args.command}: error: cannot write or read{where}: "
+            f"{error.strerror or error}",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        print(f"pyro-vi {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The pyro-vi command: a round trip (train tiny, evaluate, sample, compare) and its errors."""
 
+import io
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,10 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from pyro_vi.cli import main
+import pyro_vi
+from pyro_vi import progress
+from pyro_vi.cli import _overrides, _parser, main
+from pyro_vi.spec import DEFAULT_SPEC, load_spec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # A run small enough for the test suite: ~1 s on 2 CPU cores.
@@ -64,9 +69,14 @@ def test_conditional_model_samples_chosen_labels(tmp_path):
     assert _is_png(run / "samples" / "samples.png")
 
 
-def test_sample_refuses_labels_for_an_unconditional_model(tmp_path, capsys):
-    run = _train(tmp_path, "run")
-    assert main(["sample", str(run), "--labels", "3"]) == 2
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """One tiny trained digits VAE, for the tests that only read a run."""
+    return _train(tmp_path_factory.mktemp("shared"), "run")
+
+
+def test_sample_refuses_labels_for_an_unconditional_model(trained_run, capsys):
+    assert main(["sample", str(trained_run), "--labels", "3"]) == 2
     assert "--labels is for conditional models" in capsys.readouterr().err
 
 
@@ -92,8 +102,11 @@ def test_compare_on_matched_seconds(tmp_path):
     assert main(argv) == 0
     rows = json.loads((out / "comparison.json").read_text())["rows"]
     for row in rows:
-        # The budget stops training within a step or so of 0.5 s.
-        assert 0.3 < row["training_seconds"] < 2.0
+        # The budget, not the epochs (a cap of 10^6), stopped training: at the first step that
+        # ended past 0.5 s, so the training time is at least the budget (how far past it
+        # depends on the machine, and is not asserted).
+        assert row["training_seconds"] >= 0.5
+        assert 1 <= row["epochs"] < 1_000_000
     autoencoder = next(row for row in rows if row["model"] == "autoencoder")
     assert autoencoder["test_elbo"] is None  # no bound exists without a prior
     assert math.isfinite(autoencoder["reconstruction_log_likelihood"])
@@ -153,3 +166,221 @@ def test_console_entry_point_help():
         check=True,
     )
     assert "--set KEY=VALUE" in result.stdout and "digits" in result.stdout
+
+
+COMMANDS = ["train", "evaluate", "sample", "compare"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_a_description_and_shows_defaults(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    usage, _, rest = text.partition("\n\n")
+    description = rest.split("\n\n")[0]
+    assert usage.startswith(f"usage: pyro-vi {command}")
+    # A sentence of its own, not only the usage line and the option list.
+    assert len(description.split()) >= 12 and not description.startswith("positional")
+    assert "(default: auto)" in text  # --progress
+    assert "(default: 10.0)" in text  # --progress-interval
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_help_shows_the_defaults_of_each_command(capsys):
+    expected = {
+        "evaluate": ["--seed N", "(default: 0)"],
+        "sample": ["--num N", "(default: 32)", "(default: RUN/samples)"],
+        "compare": ["(default: runs/compare)", "(default: epochs)"],
+        "train": ["(default: runs/<spec name>)", "--estimator NAME", "--num-particles K"],
+    }
+    for command, pieces in expected.items():
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+        for piece in pieces:
+            assert piece in text, (command, piece)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pyro-vi {pyro_vi.__version__}"
+
+
+def test_estimator_and_particle_shorthands_override_the_spec():
+    args = _parser().parse_args(["train", "--estimator", "iwae", "--num-particles", "3"])
+    spec = load_spec(DEFAULT_SPEC, _overrides(args))
+    assert spec.estimator["name"] == "iwae" and spec.estimator["num_particles"] == 3
+    # The same as the --set spelling.
+    args = _parser().parse_args(
+        ["train", "--set", "estimator.name=iwae", "--set", "estimator.num_particles=3"]
+    )
+    assert load_spec(DEFAULT_SPEC, _overrides(args)).estimator == spec.estimator
+
+
+@pytest.mark.parametrize("num", [1, 3, 7, 12])
+def test_sample_draws_any_number_of_images(num, trained_run, tmp_path, capsys):
+    # --num below one row of the grid (8) used to end in Pyro's ZeroDivisionError.
+    out = tmp_path / "figures"
+    assert main(["sample", str(trained_run), "--num", str(num), "--out", str(out)]) == 0
+    for name in ("samples", "reconstructions", "interpolation", "latents"):
+        assert (out / f"{name}.png").is_file(), name
+    assert "samples.png" in capsys.readouterr().out
+
+
+def test_sample_with_few_labelled_images(tmp_path):
+    run = _train(tmp_path, "cvae", config="cvae_digits.toml")
+    assert main(["sample", str(run), "--labels", "3", "7", "--num", "2"]) == 0
+    assert _is_png(run / "samples" / "samples.png")
+
+
+@pytest.mark.parametrize("num", ["0", "-3", "two"])
+def test_a_bad_number_of_images_is_a_usage_error(num, trained_run, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", str(trained_run), "--num", num])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --num: expected an integer >= 1" in error and num in error
+    assert "Traceback" not in error
+
+
+def _progress_lines(err: str, label: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith(label)]
+
+
+def test_progress_in_a_log_file_is_lines_not_carriage_returns(tmp_path):
+    # stderr to a file, as a batch job writes it: plain lines, the last one the finished bar.
+    log = tmp_path / "train.log"
+    argv = ["train", "--epochs", "3", "--out", str(tmp_path / "run"), *TINY[:-1]]
+    with open(log, "w") as stderr:
+        subprocess.run(
+            [sys.executable, "-m", "pyro_vi.cli", *argv, "--progress-interval", "0"],
+            stderr=stderr,
+            stdout=subprocess.DEVNULL,
+            check=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+    err = log.read_text()
+    assert "\r" not in err
+    lines = _progress_lines(err, "training:")
+    assert lines[0].startswith("training:   0%") and "3/3" in lines[-1]
+    assert "train=" in lines[-1] and "test=" in lines[-1]
+    assert _progress_lines(err, "log p(x), IWAE-20:")
+
+
+def test_progress_lines_are_periodic(tmp_path, capsys):
+    # With an interval longer than the run, each bar prints its first and last state only;
+    # capsys's stderr is not a terminal, so the command chose lines by itself.
+    argv = ["train", "--epochs", "3", "--out", str(tmp_path / "run"), *TINY[:-1]]
+    argv += ["--progress-interval", "1000"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = _progress_lines(err, "training:")
+    assert len(lines) == 2 and "0/3" in lines[0] and "3/3" in lines[1]
+
+
+def test_no_progress_and_forced_bar(tmp_path, capsys):
+    argv = ["train", "--epochs", "1", *TINY[:-1]]
+    assert main([*argv, "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+    assert "training" not in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "b"), "--progress", "bar"]) == 0
+    assert "\rtraining:" in capsys.readouterr().err  # tqdm's own bar, as on a terminal
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_line_stream_prints_a_bars_redraws_as_periodic_lines(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(progress.time, "monotonic", clock)
+    out = io.StringIO()
+    stream = progress.LineStream(out, interval=10.0)
+    stream.write("\rtrain:   0%| | 0/9 [00:00<?, ?it/s]")  # a bar's first state: at once
+    for step in range(1, 10):
+        clock.now = 3.0 * step
+        stream.write(f"\rtrain: {step}/9 [00:{step:02d}<00:00, 1.0it/s]   ")
+        if step == 4:
+            stream.write("a warning")  # other text passes through between redraws
+            stream.write("\n")
+    stream.write("\n")  # the bar closes: its last state
+    assert out.getvalue().splitlines() == [
+        "train:   0%| | 0/9 [00:00<?, ?it/s]",
+        "train: 4/9 [00:04<00:00, 1.0it/s]",  # 12 s: the first state 10 s after the last line
+        "a warning",
+        "train: 8/9 [00:08<00:00, 1.0it/s]",  # 24 s
+        "train: 9/9 [00:09<00:00, 1.0it/s]",  # the close
+    ]
+
+
+def test_line_stream_skips_redraws_where_only_the_clock_moved(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(progress.time, "monotonic", clock)
+    out = io.StringIO()
+    stream = progress.LineStream(out, interval=0.0)
+    stream.write("\reval: 100%|#| 1/1 [00:00<00:00,  1.96batch/s]")
+    stream.write("\reval: 100%|#| 1/1 [00:00<00:00,  1.95batch/s]")  # tqdm's close redraw
+    stream.write("\n")
+    stream.write("\rnext:   0%| | 0/2 [00:00<?, ?it/s]")
+    stream.write("\r" + " " * 30)  # a bar that does not stay clears itself
+    stream.write("\r")
+    stream.finish()
+    assert out.getvalue().splitlines() == [
+        "eval: 100%|#| 1/1 [00:00<00:00,  1.96batch/s]",
+        "next:   0%| | 0/2 [00:00<?, ?it/s]",
+    ]
+
+
+def test_progress_bar_chooses_by_its_stream(monkeypatch):
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)  # not a terminal
+    for _ in progress.progress_bar(range(5), desc="work", interval=0.0):
+        pass
+    assert "\r" not in log.getvalue() and "5/5" in log.getvalue().splitlines()[-1]
+    bar = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", bar)
+    for _ in progress.progress_bar(range(5), desc="work", mode="bar"):
+        pass
+    assert "\rwork" in bar.getvalue()
+    silent = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", silent)
+    for _ in progress.progress_bar(range(5), desc="work", enabled=False):
+        pass
+    assert silent.getvalue() == ""
+
+
+def test_train_help_describes_resume_and_interrupts(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--resume RUN" in text and "status 130" in text and "torchrun" in text
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path), "--no-progress"]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_resume_with_overwrite_is_refused(trained_run, capsys):
+    argv = ["train", "--resume", str(trained_run), "--overwrite", "--epochs", "3", "--no-progress"]
+    assert main(argv) == 2
+    assert "pass one of them" in capsys.readouterr().err
+
+
+def test_resume_trains_longer_from_the_command(tmp_path, capsys):
+    run = _train(tmp_path, "run")  # 2 epochs
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "training.epochs: 2 -> 3" in captured.err and "run written to" in captured.out
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    epochs = [json.loads(line)["epoch"] for line in lines]
+    assert epochs == [1, 2, 3]
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("epoch,train_loss,test_loss")

@@ -10,11 +10,14 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"
 
 #: Files (relative to --out) that an example exists to produce, beyond printing.
 PRODUCES = {
+    "ae_vs_vae_2d": ["ae_vs_vae_2d.png", "results.json"],
     "compose_spec": ["metrics.json", "spec.toml"],
     "conv_vae_mnist": ["metrics.json", "checkpoint.pt"],
+    "count_table": ["cells.csv", "results.json", "poisson/latents.png"],
     "cvae_digits": ["chosen_digits.png"],
     "discrete_vae": ["results.json", "results.md"],
     "flow_guide": ["diagonal/metrics.json", "iaf-4/metrics.json"],
+    "image_folder": ["shapes/disc/0000.png", "run/reconstructions.png", "run/samples.png"],
     "iwae_vs_vae": ["comparison.md", "elbo/metrics.json", "iwae-k5/metrics.json"],
     "vq_vae": ["reconstructions.png"],
 }
