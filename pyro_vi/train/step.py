@@ -109,7 +109,10 @@ class CapturedStep:
         graph = self.graphs.get(key)
         if graph is None:
             graph = self.graphs[key] = self._graph(batch)
-        loss, *grads = graph(self.params, *batch)
+        # The graph computes the gradients itself: recording autograd history of the replay
+        # would only cost time and keep every intermediate alive until the next step.
+        with torch.no_grad():
+            loss, *grads = graph(self.params, *batch)
         for param, grad in zip(self.params, grads, strict=True):
             param.grad = grad
         return loss
