@@ -6,11 +6,11 @@ subpackage                   contents
 :mod:`pyro_vi.data`          datasets: digits (embedded), MNIST family, binarized MNIST
 :mod:`pyro_vi.nets`          networks: MLP and convolutional encoders and decoders
 :mod:`pyro_vi.models`        Pyro models, likelihoods, priors, conjugate references, targets
-:mod:`pyro_vi.guides`        the amortized guide, posterior families, local and refined guides
+:mod:`pyro_vi.guides`        the amortized guide, posterior families, local guides
 :mod:`pyro_vi.architectures` a model with its guide in one call (what specs compile to)
 :mod:`pyro_vi.estimators`    the bounds: ELBO, IWAE, Rényi, STL, DReG, VIMCO, ...
 :mod:`pyro_vi.train`         :func:`fit`, the training loop
-:mod:`pyro_vi.evaluation`    :func:`log_likelihood`, active units, gradient SNR
+:mod:`pyro_vi.evaluation`    :func:`log_likelihood`, active units, gradient SNR, refinement
 :mod:`pyro_vi.report`        figures and a run's report
 :mod:`pyro_vi.spec`          declarative specs: :func:`load_spec`, ``build``, model kinds
 :mod:`pyro_vi.runs`          run folders: train a spec, reload, evaluate, compare

@@ -6,8 +6,6 @@ name                         what
 :class:`AmortizedGuide`      any model, any family, one call: finds the model's latents and
                              amortizes the local ones with an encoder
 :class:`LocalGuide`          free parameters per datapoint (stochastic VI)
-:func:`refine`               semi-amortized: optimizes each datapoint's context from the
-                             encoder's (the amortization gap)
 :class:`HierarchicalGuide`   q(z1 | x) q(z2 | z1) for the two-layer VAE
 :class:`BernoulliGuide`      binary latents of the sigmoid belief net, or their relaxation
 :mod:`.families`             the posterior families q(u | h): Gaussians, mixture, flows
@@ -38,7 +36,6 @@ from pyro_vi.guides.families import (
 from pyro_vi.guides.gaussian import AmortizedDiagonalNormal
 from pyro_vi.guides.hierarchical import HierarchicalGuide
 from pyro_vi.guides.local import LocalGuide
-from pyro_vi.guides.refine import Refinement, per_datapoint_elbo, refine
 
 __all__ = [
     "FAMILIES",
@@ -58,10 +55,7 @@ __all__ = [
     "LowRankNormal",
     "PlanarFlow",
     "RadialFlow",
-    "Refinement",
     "SplineAutoregressiveFlow",
     "SylvesterFlow",
     "make_family",
-    "per_datapoint_elbo",
-    "refine",
 ]

@@ -27,7 +27,7 @@ from pyro.distributions.transforms import biject_to
 from pyro.poutine.util import prune_subsample_sites
 
 from pyro_vi._checks import check_int
-from pyro_vi.estimators.core import PARTICLE_PLATE, find_data_plate
+from pyro_vi.traces import PARTICLE_PLATE, find_data_plate
 
 
 @dataclass(frozen=True)

@@ -263,7 +263,7 @@ class AmortizedGuide(UniquePyroModule):
     @contextlib.contextmanager
     def fixed_context(self, context: torch.Tensor) -> Iterator[None]:
         """Within the block, local posteriors use ``context`` ``[B, F]`` instead of the encoder's
-        output: per-datapoint variational parameters (see :func:`pyro_vi.guides.refine`)."""
+        output: per-datapoint variational parameters (see :func:`pyro_vi.evaluation.refine`)."""
         self._fixed_context = context
         try:
             yield

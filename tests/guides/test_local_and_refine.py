@@ -8,9 +8,9 @@ import torch
 
 from pyro_vi.architectures import mlp_vae
 from pyro_vi.estimators import get
+from pyro_vi.evaluation.refine import per_datapoint_elbo, refine
 from pyro_vi.guides.amortized import AmortizedGuide
 from pyro_vi.guides.local import LocalGuide
-from pyro_vi.guides.refine import per_datapoint_elbo, refine
 from pyro_vi.models.conjugate import NormalNormal
 
 F64 = torch.float64
