@@ -3,9 +3,10 @@
     pyro-vi train [SPEC] [--set KEY=VALUE ...] [--out RUN] [--device cuda]
     pyro-vi train --resume RUN [--epochs N]
     torchrun --nproc_per_node=N -m pyro_vi train [SPEC] ...
-    pyro-vi evaluate RUN [--num-samples K] [--device cuda]
-    pyro-vi sample RUN [--num N] [--labels 0 1 2] [--device cuda]
+    pyro-vi evaluate RUN [--num-samples K] [--weights best|last] [--device cuda]
+    pyro-vi sample RUN [--num N] [--labels 0 1 2] [--weights best|last] [--device cuda]
     pyro-vi compare SPEC SPEC... [--set KEY=VALUE ...] [--match epochs|seconds] [--out DIR]
+    pyro-vi sweep [SPEC] --grid KEY=V1,V2 [KEY=...] [--optuna N] [--out DIR]
     pyro-vi --version
 
 Without a SPEC, ``train`` trains the default spec (an MLP VAE on the embedded digits; the same as
@@ -22,16 +23,18 @@ alone writes the run folder (:mod:`pyro_vi.runs.distributed`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from pyro_vi import data as datasets
 from pyro_vi.progress import DEFAULT_INTERVAL, MODES, progress_output
-from pyro_vi.runs.folder import EVALUATION_FILE, SPEC_FILE, load_run, write_json
+from pyro_vi.runs.folder import EVALUATION_FILE, SPEC_FILE, WEIGHTS, load_run
 from pyro_vi.spec import DEFAULT_SPEC, SpecError, load_spec
 
 #: The exit status of an interrupted command (128 + SIGINT, as a shell reports Ctrl-C).
@@ -163,6 +166,16 @@ def _add_common(parser: argparse.ArgumentParser, *, spec: bool) -> None:
         )
 
 
+def _add_weights(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights",
+        choices=WEIGHTS,
+        default="best",
+        help="best: the epoch with the best validation bound (best.pt; a run without a "
+        "validation split has only its last weights); last: checkpoint.pt",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyro-vi",
@@ -193,9 +206,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate",
         help="evaluate a trained run on its test set",
-        description="Rebuild a trained run from its spec.toml and checkpoint and evaluate it on "
+        description="Rebuild a trained run from its spec.toml and weights and evaluate it on "
         "its test set: test ELBO, the trained estimator's bound, the IWAE-K log-likelihood, "
-        "active units and the reconstruction log-likelihood. Prints the metrics and writes "
+        "active units and the reconstruction log-likelihood. The weights are the best "
+        "epoch's (best.pt, kept when the run has a validation split) unless --weights last; "
+        "the output says which. Prints the metrics and writes "
         f"RUN/{EVALUATION_FILE}.",
         formatter_class=_HelpFormatter,
     )
@@ -210,6 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--seed", type=int, default=0, metavar="N", help="seeds the evaluation's draws"
     )
+    _add_weights(evaluate)
     _add_common(evaluate, spec=False)
 
     sample = commands.add_parser(
@@ -237,6 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--out", default=None, metavar="DIR", help="figure folder (default: RUN/samples)"
     )
+    _add_weights(sample)
     _add_common(sample, spec=False)
 
     compare = commands.add_parser(
@@ -259,14 +276,83 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--seconds", type=float, default=None, help="training seconds per spec for --match seconds"
     )
+    _add_curve_options(compare)
     _add_common(compare, spec=True)
+    _add_sweep(commands)
     return parser
+
+
+def _add_curve_options(parser: argparse.ArgumentParser) -> None:
+    from pyro_vi.runs.curves import DEFAULT_CURVE_SAMPLES, DEFAULT_CURVE_SIZE
+
+    parser.add_argument(
+        "--curve-samples",
+        type=_positive_int,
+        default=DEFAULT_CURVE_SAMPLES,
+        metavar="K",
+        help="K of the IWAE-K log-likelihood scored after each epoch (past the 20th, at 25, 30, "
+        "40, 50, ...), the same for every run",
+    )
+    parser.add_argument(
+        "--curve-size",
+        type=_positive_int,
+        default=DEFAULT_CURVE_SIZE,
+        metavar="N",
+        help="test (and validation) datapoints scored after each epoch: the first N",
+    )
+
+
+def _add_sweep(commands: argparse._SubParsersAction) -> None:
+    sweep = commands.add_parser(
+        "sweep",
+        help="train a spec over a grid of key values (or search them with Optuna) and compare",
+        description="Train every combination of the --grid values as a run folder OUT/<key>-"
+        "<value>_... (a sweep started again skips complete runs and resumes stopped ones), then "
+        "write one comparison (comparison.md, .csv, .json, .png: ranked by the IWAE-K "
+        "log-likelihood, with per-epoch curves of the test ELBO and IWAE-K alike for every run) "
+        "and sweep.json. With --optuna N, search instead: N trials of Optuna's TPE sampler, "
+        "pruned on the per-epoch IWAE-K of the validation split (else the test images) by the "
+        "median rule; the objective is that value at the last epoch. Needs pip install "
+        "'pyro-vi[sweep]'.",
+        formatter_class=_HelpFormatter,
+    )
+    sweep.add_argument("spec", nargs="?", help="a .toml or .json spec (default: the digits VAE)")
+    sweep.add_argument(
+        "--grid",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="KEY=VALUES",
+        help="a dotted spec key and comma-separated values, e.g. optimizer.lr=1e-3,3e-4 "
+        "estimator.num_particles=1,5,50 training.seed=0,1,2 (values are TOML); with --optuna "
+        "also ranges: log:1e-4:1e-2, float:LOW:HIGH, int:LOW:HIGH, log-int:LOW:HIGH",
+    )
+    sweep.add_argument(
+        "--optuna",
+        type=int,
+        default=None,
+        metavar="N",
+        help="search the space with Optuna for N trials instead of training the whole grid",
+    )
+    sweep.add_argument(
+        "--prune-startup",
+        type=int,
+        default=5,
+        metavar="N",
+        help="--optuna: trials that run to the end before the median pruner stops any",
+    )
+    sweep.add_argument(
+        "--out", default=None, metavar="DIR", help="sweep folder (default: runs/sweep-<spec stem>)"
+    )
+    _add_curve_options(sweep)
+    _add_common(sweep, spec=True)
 
 
 def _train_help() -> str:
     return (
         "Train the model a spec describes and write a run folder: spec.toml (resolved), "
         "run.json (status), metrics.jsonl and metrics.csv (per epoch), checkpoint.pt (weights), "
+        "best.pt (the best epoch's weights, with a validation split: data.validation), "
         "training_state.pt (to resume), metrics.json (final evaluation) and figures. Ctrl-C "
         "stops after the current step with a checkpoint (exit status 130); --resume RUN "
         "continues exactly where it stopped. Under torchrun, trains data-parallel. Datasets: "
@@ -349,27 +435,31 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED
-    _print_metrics(result.metrics, f"run written to {result.path}")
+    title = f"run written to {result.path}"
+    if result.weights:
+        title += f"\n  evaluated weights: {result.weights['description']}"
+    _print_metrics(result.metrics, title)
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from pyro_vi.runs.evaluate import evaluate_built, fixed_test_set
-    from pyro_vi.runs.training import complete_run
+    from pyro_vi.runs.evaluate import evaluate_run
 
-    run = load_run(args.run, args.device, args.data_dir)
-    samples = run.spec.training["eval_samples"] if args.num_samples is None else args.num_samples
-    if samples < 0:
-        raise ValueError(f"--num-samples must be >= 0, got {samples}")
-    if run.info.get("status") == "trained":
-        # Training ended but its final evaluation was interrupted: complete the run.
-        metrics = complete_run(run, samples, progress=args.show_progress)
-        _print_metrics(metrics, f"evaluation of {run.path} (the run is now complete)")
-        return
-    test = fixed_test_set(run.data, run.device, run.spec.training["seed"])
-    metrics = evaluate_built(run.built, test, samples, progress=args.show_progress, seed=args.seed)
-    write_json(run.path / EVALUATION_FILE, {"metrics": metrics, "num_samples": samples})
-    _print_metrics(metrics, f"evaluation of {run.path} (written to {EVALUATION_FILE})")
+    if args.num_samples is not None and args.num_samples < 0:
+        raise ValueError(f"--num-samples must be >= 0, got {args.num_samples}")
+    # A run whose final evaluation was interrupted ("trained") is completed.
+    record = evaluate_run(
+        args.run,
+        weights=args.weights,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        device=args.device,
+        data_dir=args.data_dir,
+        progress=args.show_progress,
+    )
+    done = "the run is now complete" if record["completed"] else f"written to {EVALUATION_FILE}"
+    title = f"evaluation of {args.run} ({done})\n  weights: {record['weights']['description']}"
+    _print_metrics(record["metrics"], title)
 
 
 def _sample(args: argparse.Namespace) -> None:
@@ -378,7 +468,7 @@ def _sample(args: argparse.Namespace) -> None:
     from pyro_vi.runs.evaluate import fixed_test_set
     from pyro_vi.runs.figures import write_figures
 
-    run = load_run(args.run, args.device, args.data_dir)
+    run = load_run(args.run, args.device, args.data_dir, weights=args.weights)
     if args.labels is not None:
         if not run.spec.model.get("conditional"):
             raise ValueError("--labels is for conditional models; this run's model is not one")
@@ -393,12 +483,17 @@ def _sample(args: argparse.Namespace) -> None:
     # Any --num >= 1: grids narrower than one row, and an interpolation from a single image to
     # the next test image, are write_figures's own.
     written = write_figures(out, run.built, test, run.data.test_labels, args.labels, args.num)
-    print(f"figures of {run.path}:")
+    print(f"figures of {run.path} (weights: {run.weights['description']}):")
     for kind, path in written.items():
         print(f"  {kind:>16}: {path}")
 
 
 def _compare(args: argparse.Namespace) -> None:
+    with _warnings_as_lines("compare"):
+        _show_compare(args)
+
+
+def _show_compare(args: argparse.Namespace) -> None:
     from pyro_vi.runs.compare import compare
 
     written = compare(
@@ -409,13 +504,56 @@ def _compare(args: argparse.Namespace) -> None:
         seconds=args.seconds,
         progress=args.show_progress,
         overwrite=args.overwrite,
+        curve_samples=args.curve_samples,
+        curve_size=args.curve_size,
     )
     print(Path(written["markdown"]).read_text())
     for kind, path in written.items():
         print(f"  {kind:>10}: {path}")
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "compare": _compare}
+@contextlib.contextmanager
+def _warnings_as_lines(command: str) -> Iterator[None]:
+    """Warnings (a busy machine) as one plain line each on stderr, after the command's output."""
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    for warning in caught:
+        print(f"pyro-vi {command}: warning: {warning.message}", file=sys.stderr)
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from pyro_vi.runs.sweep import sweep
+
+    with _warnings_as_lines("sweep"):
+        _show_sweep(args, sweep)
+
+
+def _show_sweep(args: argparse.Namespace, sweep: Callable) -> None:
+    written = sweep(
+        args.spec,
+        args.grid,
+        args.out,
+        overrides=_overrides(args),
+        optuna=args.optuna,
+        progress=args.show_progress,
+        overwrite=args.overwrite,
+        curve_samples=args.curve_samples,
+        curve_size=args.curve_size,
+        prune_startup=args.prune_startup,
+    )
+    if "markdown" in written:
+        print(Path(written["markdown"]).read_text())
+    for kind, path in written.items():
+        print(f"  {kind:>10}: {path}")
+
+
+COMMANDS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "sample": _sample,
+    "compare": _compare,
+    "sweep": _sweep,
+}
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -439,7 +577,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         with progress_output(args.progress, args.progress_interval) as show_progress:
             args.show_progress = show_progress
             return COMMANDS[args.command](args) or 0
-    except (SpecError, ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+    except (
+        SpecError,
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        FileExistsError,
+        ModuleNotFoundError,  # an optional package a command needs (optuna)
+    ) as error:
         print(f"pyro-vi {args.command}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:

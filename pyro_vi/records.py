@@ -15,7 +15,9 @@ key                    value
                        with a checkpoint (``--resume`` continues it); ``"trained"``: trained
                        and saved, the final evaluation interrupted (``pyro-vi evaluate``
                        completes it); ``"complete"``; ``"diverged"``; ``"failed"``: a file
-                       could not be written (``error`` says which and why)
+                       could not be written (``error`` says which and why); ``"pruned"``: a
+                       search (``pyro-vi sweep --optuna``) stopped it early as unpromising
+                       (``pruned_after_epoch``)
 ``started``            ISO 8601 time (UTC) training started
 ``resumed``            ISO 8601 times of each ``--resume`` (absent if never resumed)
 ``world_size``         processes that trained (data-parallel under ``torchrun``: > 1)
@@ -24,22 +26,33 @@ key                    value
 ``error``              with ``"failed"``: the error
 ``data_info``          ``{"shape": [C, H, W], "num_classes": int or null}``
 ``train_size``         training datapoints
+``validation_size``    validation datapoints (absent without a validation split)
 ``environment``        versions, device, threads (:func:`pyro_vi.devices.environment`)
 ``epochs_completed``   at the end: epochs trained
 ``training_seconds``   at the end: seconds in training steps and test passes
 ``wall_seconds``       at the end: seconds from start to end of training
+``best_epoch``         at the end, with a validation split: the epoch (from 1) with the
+                       best validation bound (``best_validation_bound``), whose weights
+                       are ``best.pt``
+``stopped_early``      with a validation split: whether ``training.early_stopping`` ended
+                       training
 =====================  ===================================================================
 
 ``metrics.jsonl``, one :class:`EpochRecord` per line, appended after every epoch:
 ``schema_version``, ``epoch`` (from 1), ``train_loss``, ``test_loss`` (``null`` without test
-data), ``seconds`` (of that epoch), ``bound`` (the estimator's bound, e.g. ``"elbo"``).
+data), ``validation_loss`` (``null`` without a validation split), ``seconds`` (of that
+epoch), ``bound`` (the estimator's bound, e.g. ``"elbo"``).
 ``metrics.csv`` holds the same epochs as a table with every per-epoch field of the history
 (:mod:`pyro_vi.runs.tracking`). Both are written again from the training state on resume, so
 that they hold each epoch once.
 
 ``metrics.json`` (:class:`SummaryRecord`): ``schema_version``, ``metrics`` (below), ``history``
-(:meth:`pyro_vi.train.History.to_dict`), and ``config`` when
-:func:`pyro_vi.report.write_report` is given one. The metrics of a trained run:
+(:meth:`pyro_vi.train.History.to_dict`; its ``best_epoch`` counts from 0), ``weights`` (which
+weights were evaluated: ``which`` ``"best"`` or ``"last"``, ``file``, ``epoch`` from 1,
+``epochs`` trained, ``validation_bound``, ``description`` such as ``"best (epoch 7 of 10)"``;
+:func:`pyro_vi.runs.folder.weights_record`), and ``config`` when
+:func:`pyro_vi.report.write_report` is given one. ``evaluation.json``, written by ``pyro-vi
+evaluate``: ``metrics``, ``num_samples`` and ``weights``. The metrics of a trained run:
 
 =================================  ===============================================  ==============
 key                                meaning                                          models
@@ -58,6 +71,9 @@ key                                meaning                                      
 ``parameters``                     trainable numbers in model and guide             all
 ``final_train_bound``              minus the last epoch's training loss             all
 ``interrupted``                    whether training was interrupted                 all
+``best_epoch``,                    with a validation split, as in ``run.json``      all
+``best_validation_bound``,
+``stopped_early``
 =================================  ===============================================  ==============
 
 (``stochastic q``: a model with a prior and a guide that is not a point mass, so the VAE and the
@@ -97,6 +113,7 @@ class EpochRecord(TypedDict):
     epoch: int
     train_loss: float
     test_loss: float | None
+    validation_loss: float | None
     seconds: float
     bound: str
 
@@ -110,6 +127,7 @@ class RunRecord(TypedDict, total=False):
     resumed: list[str]
     data_info: dict[str, Any]
     train_size: int
+    validation_size: int
     environment: dict[str, Any]
     world_size: int
     tracking: dict[str, Any]
@@ -117,6 +135,9 @@ class RunRecord(TypedDict, total=False):
     epochs_completed: int
     training_seconds: float
     wall_seconds: float
+    best_epoch: int
+    best_validation_bound: float
+    stopped_early: bool
 
 
 class SummaryRecord(TypedDict, total=False):
@@ -125,6 +146,7 @@ class SummaryRecord(TypedDict, total=False):
     schema_version: int
     metrics: dict[str, Any]
     history: dict[str, Any]
+    weights: dict[str, Any]
     config: dict[str, Any]
 
 
@@ -134,13 +156,18 @@ def versioned(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def epoch_record(epoch: int, history: History) -> EpochRecord:
-    """The ``metrics.jsonl`` line of ``epoch`` (counted from 0) from the history so far."""
+    """The ``metrics.jsonl`` line of ``epoch`` (counted from 0) of the history."""
+
+    def at(values: list[float]) -> float | None:
+        return values[epoch] if epoch < len(values) else None
+
     return {
         "schema_version": SCHEMA_VERSION,
         "epoch": epoch + 1,
-        "train_loss": history.train_loss[-1],
-        "test_loss": history.test_loss[-1] if history.test_loss else None,
-        "seconds": history.seconds[-1],
+        "train_loss": history.train_loss[epoch],
+        "test_loss": at(history.test_loss),
+        "validation_loss": at(history.validation_loss),
+        "seconds": history.seconds[epoch],
         "bound": history.bound,
     }
 

@@ -168,7 +168,7 @@ def test_console_entry_point_help():
     assert "--set KEY=VALUE" in result.stdout and "digits" in result.stdout
 
 
-COMMANDS = ["train", "evaluate", "sample", "compare"]
+COMMANDS = ["train", "evaluate", "sample", "compare", "sweep"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -191,7 +191,8 @@ def test_help_shows_the_defaults_of_each_command(capsys):
     expected = {
         "evaluate": ["--seed N", "(default: 0)"],
         "sample": ["--num N", "(default: 32)", "(default: RUN/samples)"],
-        "compare": ["(default: runs/compare)", "(default: epochs)"],
+        "compare": ["(default: runs/compare)", "(default: epochs)", "--curve-samples K"],
+        "sweep": ["--grid KEY=VALUES", "--optuna N", "(default: runs/sweep-<spec stem>)"],
         "train": ["(default: runs/<spec name>)", "--estimator NAME", "--num-particles K"],
     }
     for command, pieces in expected.items():

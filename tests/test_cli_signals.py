@@ -72,7 +72,15 @@ def test_python_dash_m_pyro_vi():
     assert result.returncode == 0 and result.stdout.startswith("pyro-vi ")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+# SIGTERM takes the same path as SIGINT in the handler; its run is slow-marked to keep the
+# default suite short.
+@pytest.mark.parametrize(
+    "signum",
+    [
+        pytest.param(signal.SIGINT, id="SIGINT"),
+        pytest.param(signal.SIGTERM, id="SIGTERM", marks=pytest.mark.slow),
+    ],
+)
 def test_a_signal_during_training_exits_130_with_a_resumable_checkpoint(tmp_path, signum):
     run = tmp_path / "run"
     # Far more epochs than the test waits for: the signal comes during training.
@@ -138,6 +146,7 @@ def _state_position(file: Path) -> dict | None:
         return None
 
 
+@pytest.mark.slow  # in-process twin: tests/train/test_resume.py (SIGKILL, bit for bit)
 def test_killed_mid_epoch_then_resumed_equals_an_uninterrupted_run(tmp_path):
     argv = [
         *("train", CONFIG, "--epochs", "5", *SMALL),

@@ -30,9 +30,15 @@ def test_every_record_carries_the_version():
         "epoch": 2,
         "train_loss": 35.0,
         "test_loss": 36.0,
+        "validation_loss": None,
         "seconds": 0.2,
         "bound": history.bound,
     }
+    # Each epoch's own values, also when a resumed run writes its earlier epochs again.
+    first = epoch_record(
+        0, History(train_loss=[40.0, 35.0], seconds=[0.1, 0.2], validation_loss=[42.0, 37.0])
+    )
+    assert (first["train_loss"], first["validation_loss"], first["seconds"]) == (40.0, 42.0, 0.1)
     summary = summary_record({"test_elbo": -35.0}, history)
     assert summary["schema_version"] == SCHEMA_VERSION and summary["metrics"] == {
         "test_elbo": -35.0

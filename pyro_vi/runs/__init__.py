@@ -10,18 +10,22 @@ module                 job
 :mod:`.resume`         what a resumed run may change; the spec's tag
 :mod:`.distributed`    under ``torchrun``: the process group, rank 0 deciding and writing
 :mod:`.tracking`       metrics to CSV, TensorBoard and MLflow, one module per backend
-:mod:`.evaluate`       the metrics a run is judged by (which ones: its model kind)
+:mod:`.evaluate`       the metrics a run is judged by (which ones: its model kind);
+                       :func:`evaluate_run`, what ``pyro-vi evaluate`` does
 :mod:`.figures`        a run's figures (which ones: its model kind; drawn by
                        :mod:`pyro_vi.report`)
 :mod:`.compare`        several specs on matched compute, one table
+:mod:`.sweep`          one spec over a grid of values, or an Optuna search; one table
+:mod:`.comparison`     the table and figure of a comparison or sweep, like with like
+:mod:`.curves`         common metrics after every epoch (``on_epoch`` of :func:`train_spec`)
 =====================  =====================================================================
 
-What the JSON files hold: :mod:`pyro_vi.records`. (``compare`` stays a module name here: a
-function of that name would hide it.)
+What the JSON files hold: :mod:`pyro_vi.records`. (``compare`` and ``sweep`` stay module names
+here: functions of those names would hide them.)
 """
 
 from pyro_vi.runs.distributed import init_from_environment
-from pyro_vi.runs.evaluate import evaluate_built, fixed_test_set
+from pyro_vi.runs.evaluate import evaluate_built, evaluate_run, fixed_test_set
 from pyro_vi.runs.folder import Run, load_run
 from pyro_vi.runs.training import TrainResult, complete_run, train_spec
 
@@ -30,6 +34,7 @@ __all__ = [
     "TrainResult",
     "complete_run",
     "evaluate_built",
+    "evaluate_run",
     "fixed_test_set",
     "init_from_environment",
     "load_run",

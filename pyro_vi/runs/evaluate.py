@@ -17,13 +17,17 @@ them as ``test_relaxed_<name>_bound``, which is a bound on the discrete log p(x)
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pyro
 import torch
 
+from pyro_vi._checks import check_int
 from pyro_vi.evaluation import active_units, log_likelihood, reconstruction_log_likelihood
 from pyro_vi.progress import progress_bar
+from pyro_vi.records import write_json
+from pyro_vi.runs.folder import EVALUATION_FILE, load_run
 from pyro_vi.spec import Built, Data
 from pyro_vi.train import evaluate_loss
 
@@ -31,15 +35,92 @@ from pyro_vi.train import evaluate_loss
 EVAL_BATCH = 500
 
 
+def fixed_split(
+    items: tuple[Any, ...], device: torch.device, seed: int
+) -> tuple[torch.Tensor, ...]:
+    """A split (a tuple of the model's arguments) as plain tensors on ``device``; a dynamically
+    binarized one is drawn once, from ``seed``, leaving the global random state as it was."""
+    generator_state = torch.random.get_rng_state()
+    # The CPU generator alone: the draws are on the CPU, and CUDA's streams stay untouched.
+    torch.random.default_generator.manual_seed(seed)
+    try:
+        return tuple(item[torch.arange(len(item))].to(device) for item in items)
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
 def fixed_test_set(data: Data, device: torch.device, seed: int) -> tuple[torch.Tensor, ...]:
     """The test split as plain tensors on ``device``; a dynamically binarized split is drawn once,
     from ``seed``, so that every metric of a run scores the same binary images."""
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return tuple(item[torch.arange(len(item))].to(device) for item in data.test)
-    finally:
-        torch.random.set_rng_state(generator_state)
+    return fixed_split(data.test, device, seed)
+
+
+def evaluation_record(
+    metrics: dict[str, Any], num_samples: int, weights: dict[str, Any]
+) -> dict[str, Any]:
+    """What ``evaluation.json`` holds: the metrics, K of the IWAE-K log-likelihood, and which
+    weights were evaluated (:func:`~pyro_vi.runs.folder.weights_record`)."""
+    return {"metrics": metrics, "num_samples": num_samples, "weights": weights}
+
+
+def evaluate_run(
+    path: str | os.PathLike[str],
+    *,
+    weights: str = "best",
+    num_samples: int | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    data_dir: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a run folder on its test set and write ``evaluation.json``: what
+    ``pyro-vi evaluate RUN`` does.
+
+    A run whose final evaluation was interrupted (``run.json`` says ``"trained"``) is completed
+    instead (:func:`~pyro_vi.runs.training.complete_run`: ``metrics.json``, the figures, status
+    ``"complete"``).
+
+    Arguments:
+        path: The run folder.
+        weights: ``"best"`` (default): the epoch with the best validation bound (``best.pt``),
+            or the last weights when the run has no validation split; ``"last"``:
+            ``checkpoint.pt``.
+        num_samples: K of the IWAE-K log-likelihood (default ``training.eval_samples``; 0
+            skips it).
+        seed: Seeds the evaluation's draws (a completed run uses ``training.seed``).
+        device: Where to evaluate (default: where it trained, when that exists here).
+        data_dir: Where the run's dataset lives now.
+        progress: Progress bars.
+
+    Returns:
+        The record written to ``evaluation.json``: ``metrics``, ``num_samples`` and
+        ``weights`` (``weights["description"]`` says which, e.g. ``"best (epoch 7 of 10)"``),
+        and ``completed``: whether the run was completed.
+
+    Raises:
+        ValueError: ``weights`` or ``num_samples`` out of range.
+        FileNotFoundError, CheckpointError: as :func:`~pyro_vi.runs.folder.load_run`.
+
+    Example:
+        >>> record = evaluate_run("runs/early", num_samples=100)
+        >>> weights, metrics = record["weights"], record["metrics"]
+        >>> weights["description"], metrics["test_elbo"]
+    """
+    # Imported here: training imports this module for evaluate_built.
+    from pyro_vi.runs.training import complete_run
+
+    if num_samples is not None:
+        num_samples = check_int("num_samples", num_samples, minimum=0)
+    run = load_run(path, device, data_dir, weights=weights)
+    samples = run.spec.training["eval_samples"] if num_samples is None else num_samples
+    if run.info.get("status") == "trained":
+        metrics = complete_run(run, samples, progress=progress)
+        return {**evaluation_record(metrics, samples, run.weights), "completed": True}
+    test = fixed_test_set(run.data, run.device, run.spec.training["seed"])
+    metrics = evaluate_built(run.built, test, samples, progress=progress, seed=seed)
+    record = evaluation_record(metrics, samples, run.weights)
+    write_json(run.path / EVALUATION_FILE, record)
+    return {**record, "completed": False}
 
 
 def evaluate_built(

@@ -8,12 +8,17 @@ file                       contents
 ``metrics.jsonl``          one JSON line per epoch: train and test loss (minus the bound), seconds
 ``metrics.csv``            one row per epoch: every per-epoch field of the history, steps/s
 ``checkpoint.pt``          model and guide weights (``state_dict``\\ s) and the epoch they are
-                           from: what ``evaluate``, ``sample`` and :func:`load_run` read
+                           from: the last epoch's
+``best.pt``                with a validation split: the same, of the epoch with the best
+                           validation bound; what ``evaluate``, ``sample`` and :func:`load_run`
+                           read by default when it exists (``--weights last``: ``checkpoint.pt``)
 ``training_state.pt``      :func:`pyro_vi.train.fit`'s checkpoint: parameters, optimizer,
                            scheduler, random generators, data order and position, history;
                            what ``pyro-vi train --resume`` continues from
 ``metrics.json``           the final evaluation (test ELBO, IWAE-K log-likelihood, ...) and history
 ``evaluation.json``        the last ``pyro-vi evaluate``
+``eval_curve.jsonl``       runs of a comparison or sweep: common metrics after every epoch
+                           (:mod:`pyro_vi.runs.curves`)
 ``*.png``, ``samples/``    figures (samples, reconstructions, loss curves, ...)
 ``tensorboard/``           TensorBoard event files (``[log] backends`` with ``"tensorboard"``)
 ``mlflow.db``,             the MLflow store and its artifacts when ``MLFLOW_TRACKING_URI`` is
@@ -36,13 +41,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyro
 import torch
 
+from pyro_vi._checks import check_choice
 from pyro_vi.devices import resolve_device
 from pyro_vi.records import check_version, read_json, write_json
 from pyro_vi.spec import Built, Data, DataInfo, Spec, build, load_data, load_spec, materialize
@@ -53,16 +59,18 @@ INFO_FILE = "run.json"
 EPOCHS_FILE = "metrics.jsonl"
 CSV_FILE = "metrics.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
+BEST_FILE = "best.pt"
 STATE_FILE = "training_state.pt"
 SUMMARY_FILE = "metrics.json"
 EVALUATION_FILE = "evaluation.json"
+CURVE_FILE = "eval_curve.jsonl"
 SAMPLES_FOLDER = "samples"
 TENSORBOARD_FOLDER = "tensorboard"
 MLFLOW_STORE = "mlflow.db"
 MLFLOW_ARTIFACTS = "mlartifacts"
 
 #: ``run.json``'s ``status``: where a run stands (see :mod:`pyro_vi.records`).
-STATUSES = ("training", "interrupted", "trained", "complete", "diverged", "failed")
+STATUSES = ("training", "interrupted", "trained", "complete", "diverged", "failed", "pruned")
 
 #: What a run writes besides its figures: cleared by ``--overwrite`` (with ``*.png``).
 OUTPUT_FILES = (
@@ -71,18 +79,25 @@ OUTPUT_FILES = (
     EPOCHS_FILE,
     CSV_FILE,
     CHECKPOINT_FILE,
+    BEST_FILE,
     STATE_FILE,
     SUMMARY_FILE,
     EVALUATION_FILE,
+    CURVE_FILE,
     MLFLOW_STORE,
 )
 OUTPUT_FOLDERS = (SAMPLES_FOLDER, TENSORBOARD_FOLDER, MLFLOW_ARTIFACTS)
 #: What describes a trained model (its evaluation and figures): stale once training goes on.
 RESULT_FILES = (SUMMARY_FILE, EVALUATION_FILE)
 
+#: Which weights of a run to load: the best epoch's (``best.pt``) or the last (``checkpoint.pt``).
+WEIGHTS = ("best", "last")
+
 __all__ = [
+    "BEST_FILE",
     "CHECKPOINT_FILE",
     "CSV_FILE",
+    "CURVE_FILE",
     "EPOCHS_FILE",
     "EVALUATION_FILE",
     "INFO_FILE",
@@ -90,6 +105,7 @@ __all__ = [
     "STATE_FILE",
     "STATUSES",
     "SUMMARY_FILE",
+    "WEIGHTS",
     "Run",
     "check_run_folder",
     "clear_results",
@@ -99,13 +115,17 @@ __all__ = [
     "load_weights",
     "read_epochs",
     "save_weights",
+    "weights_record",
     "write_json",
 ]
 
 
 @dataclass
 class Run:
-    """A run folder with its spec, its data and its trained model and guide (on ``device``)."""
+    """A run folder with its spec, its data and its trained model and guide (on ``device``).
+
+    ``weights`` says which weights ``built`` holds (:func:`weights_record`).
+    """
 
     path: Path
     spec: Spec
@@ -113,26 +133,37 @@ class Run:
     data: Data
     info: dict[str, Any]
     device: torch.device
+    weights: dict[str, Any] = field(default_factory=dict)
 
 
-def save_weights(path: Path, built: Built, epoch: int) -> Path:
-    """Write the model's and guide's ``state_dict``\\ s to ``path / checkpoint.pt``, atomically.
+def save_weights(
+    path: Path,
+    built: Built,
+    epoch: int,
+    file: str = CHECKPOINT_FILE,
+    validation_loss: float | None = None,
+) -> Path:
+    """Write the model's and guide's ``state_dict``\\ s to ``path / file``, atomically.
 
     Arguments:
         path: The run folder.
         built: The run's model and guide.
-        epoch: The epochs trained (a run interrupted mid-epoch: the epochs completed).
+        epoch: The epochs trained (a run interrupted mid-epoch: the epochs completed); for
+            ``best.pt``, the best epoch, counted from 1.
+        file: ``checkpoint.pt`` (the last weights) or ``best.pt`` (the best epoch's).
+        validation_loss: Minus the validation bound of these weights, when known.
 
     Raises:
         CheckpointError: the file cannot be written (the previous one is left intact).
     """
     return save_checkpoint(
-        Path(path) / CHECKPOINT_FILE,
+        Path(path) / file,
         {
             "contents": "weights",
             "model": built.model.state_dict(),
             "guide": built.guide.state_dict(),
             "epoch": int(epoch),
+            **({} if validation_loss is None else {"validation_loss": float(validation_loss)}),
         },
     )
 
@@ -205,42 +236,102 @@ def clear_results(path: Path) -> None:
 
 
 def _clear_partial(path: Path) -> None:
-    for pattern in ("*.partial", f".{CHECKPOINT_FILE}.*", f".{STATE_FILE}.*"):
+    for pattern in ("*.partial", f".{CHECKPOINT_FILE}.*", f".{BEST_FILE}.*", f".{STATE_FILE}.*"):
         for leftover in path.glob(pattern):
             leftover.unlink(missing_ok=True)
+
+
+def _weights_file(path: Path, which: str, info: dict[str, Any]) -> tuple[str, str, str | None]:
+    """``(which, file, note)``: the weights ``which`` asks for; ``"best"`` of a run without a
+    validation split is its last weights, with a note saying why."""
+    which = check_choice("weights", which, WEIGHTS)
+    if which == "last":
+        return "last", CHECKPOINT_FILE, None
+    if (path / BEST_FILE).is_file():
+        return "best", BEST_FILE, None
+    if info.get("validation_size"):
+        raise FileNotFoundError(
+            f"{str(path)!r} trained with a validation split but its {BEST_FILE} is missing; "
+            f"use the last weights ({CHECKPOINT_FILE}: --weights last, or weights='last')"
+        )
+    return "last", CHECKPOINT_FILE, f"no {BEST_FILE}: the run has no validation split"
+
+
+def weights_record(
+    which: str, state: dict[str, Any], info: dict[str, Any], note: str | None = None
+) -> dict[str, Any]:
+    """What an evaluation says about the weights it used (``weights`` in ``metrics.json`` and
+    ``evaluation.json``).
+
+    Arguments:
+        which: ``"best"`` or ``"last"``.
+        state: The weights file's contents (:func:`load_weights`).
+        info: The run's ``run.json``.
+        note: Why they are not the weights asked for, if they are not.
+
+    Returns:
+        ``which``, ``file``, ``epoch`` (the epoch they are from, counted from 1), ``epochs``
+        (epochs trained), ``validation_bound`` (at that epoch, or ``None``) and
+        ``description``, e.g. ``"best (epoch 7 of 10)"``.
+    """
+    epoch = int(state.get("epoch", 0))
+    epochs = info.get("epochs_completed", epoch if which == "last" else None)
+    loss = state.get("validation_loss")
+    text = f"{which} (epoch {epoch}" + ("" if epochs is None else f" of {epochs}")
+    text += f"; {note})" if note else ")"
+    return {
+        "which": which,
+        "file": BEST_FILE if which == "best" else CHECKPOINT_FILE,
+        "epoch": epoch,
+        "epochs": epochs,
+        "validation_bound": None if loss is None else -float(loss),
+        "description": text,
+    }
 
 
 def load_run(
     path: str | os.PathLike[str],
     device: str | torch.device | None = None,
     data_dir: str | None = None,
+    weights: str = "best",
 ) -> Run:
     """Rebuild a trained run: read its spec, load its data, build the model and guide, and load
-    the weights (``checkpoint.pt``, read with ``weights_only=True``) into them.
+    the weights (read with ``weights_only=True``) into them.
 
     Arguments:
         path: The run folder.
         device: Where to put the model and data (default: the device it trained on when that
             exists here, else the CPU).
         data_dir: Overrides the spec's ``data.dir`` (the data may have moved).
+        weights: ``"best"``: the epoch with the best validation bound (``best.pt``), or the
+            last weights when the run has no validation split; ``"last"``: ``checkpoint.pt``.
+            :attr:`Run.weights` says which were loaded.
 
     Returns:
         The :class:`Run`, networks in eval mode.
 
     Raises:
-        FileNotFoundError: not a run folder, or one without weights yet.
-        CheckpointError: ``checkpoint.pt`` is unreadable, foreign, tampered with, or does not
+        FileNotFoundError: not a run folder, or one without weights yet, or a run with a
+            validation split whose ``best.pt`` is missing (and ``weights="best"``).
+        CheckpointError: the weights file is unreadable, foreign, tampered with, or does not
             fit the model that ``spec.toml`` builds.
+        ValueError: ``weights`` is neither ``"best"`` nor ``"last"``.
+
+    Example:
+        >>> run = load_run("runs/early")
+        >>> run.weights["description"]
+        'best (epoch 7 of 10)'
     """
     path = check_run_folder(path)
+    info = read_json(path / INFO_FILE)
+    which, file, note = _weights_file(path, weights, info)
     overrides = [] if data_dir is None else [f"data.dir={json.dumps(str(data_dir))}"]
     spec = load_spec(path / SPEC_FILE, overrides)
-    info = read_json(path / INFO_FILE)
     if device is None:
         trained_on = spec.training["device"]
         device = trained_on if trained_on == "cpu" or torch.cuda.is_available() else "cpu"
     device = resolve_device(device)
-    state = load_weights(path / CHECKPOINT_FILE, device)
+    state = load_weights(path / file, device)
     data = load_data(spec)
     data_info = DataInfo(**{**info["data_info"], "shape": tuple(info["data_info"]["shape"])})
     built = build(spec, data_info)
@@ -254,12 +345,12 @@ def load_run(
             getattr(built, part).load_state_dict(state[part])
         except RuntimeError as error:
             raise CheckpointError(
-                f"checkpoint {str(path / CHECKPOINT_FILE)!r} does not fit the {part} that "
+                f"checkpoint {str(path / file)!r} does not fit the {part} that "
                 f"{SPEC_FILE} builds: {str(error).splitlines()[0]} (was spec.toml edited?)"
             ) from None
     built.model.eval()
     built.guide.eval()
-    return Run(path, spec, built, data, info, device)
+    return Run(path, spec, built, data, info, device, weights_record(which, state, info, note))
 
 
 def data_info_dict(info: DataInfo) -> dict[str, Any]:

@@ -90,10 +90,19 @@ def check_same_run(saved: Spec, requested: Spec, folder: str | Path) -> list[tup
     return [(key, old, new) for key, old, new in differences if _may_change(key)]
 
 
+#: Keys added after runs were first tagged: left out of the tag while unset, so that a run
+#: started before they existed keeps its tag (and still resumes).
+LATER_KEYS = ("training.early_stopping",)
+
+
 def spec_tag(spec: Spec) -> str:
     """A hash of the keys that must not change on resume (16 hex digits): the ``tag`` of
     :func:`pyro_vi.train.fit`."""
-    kept = {key: value for key, value in flat_spec(spec).items() if not _may_change(key)}
+    kept = {
+        key: value
+        for key, value in flat_spec(spec).items()
+        if not _may_change(key) and not (key in LATER_KEYS and value is None)
+    }
     text = json.dumps(kept, sort_keys=True, default=str)
     return "spec-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -18,6 +18,14 @@ The folder tells the truth at every moment (``run.json``'s ``status``, :mod:`pyr
 - ``"diverged"`` and ``"failed"`` (with ``"error"``: a checkpoint that could not be written, a
   full disk): the last good training state is intact, and ``--resume`` continues from it.
 
+With a validation split (``data.validation`` or ``data.validation_path``) the validation bound
+is measured after every epoch (on a set drawn once when binarized dynamically), logged with the
+other per-epoch values, and ``best.pt`` keeps the weights of the best epoch beside
+``checkpoint.pt``'s last ones, written before the epoch's training state so that a resumed run
+never lacks them; ``training.early_stopping`` (a patience in epochs) stops training when the
+bound has not improved for that long. The final evaluation then uses ``best.pt``, and
+``run.json`` and ``metrics.json`` record ``best_epoch`` (from 1) and ``stopped_early``.
+
 A resumed run equals an uninterrupted one bit for bit (same machine, threads and device): the
 training state carries parameters, optimizer, scheduler, every random generator and the data
 order, and :mod:`pyro_vi.runs.resume` refuses a spec that differs in what would change the run.
@@ -32,6 +40,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,9 +53,15 @@ from pyro_vi.devices import environment
 from pyro_vi.records import epoch_record, read_json, summary_record, versioned, write_json
 from pyro_vi.report import loss_curves, save
 from pyro_vi.runs import distributed
-from pyro_vi.runs.evaluate import evaluate_built, fixed_test_set
+from pyro_vi.runs.evaluate import (
+    evaluate_built,
+    evaluation_record,
+    fixed_split,
+    fixed_test_set,
+)
 from pyro_vi.runs.figures import write_figures
 from pyro_vi.runs.folder import (
+    BEST_FILE,
     EPOCHS_FILE,
     EVALUATION_FILE,
     INFO_FILE,
@@ -57,7 +72,9 @@ from pyro_vi.runs.folder import (
     clear_results,
     clear_run,
     data_info_dict,
+    load_weights,
     save_weights,
+    weights_record,
 )
 from pyro_vi.runs.resume import check_same_run, spec_tag
 from pyro_vi.runs.tracking import (
@@ -68,6 +85,7 @@ from pyro_vi.runs.tracking import (
     open_trackers,
 )
 from pyro_vi.spec import Built, Data, Spec, build, load_data, load_spec, save_spec
+from pyro_vi.spec.data_section import no_validation_split
 from pyro_vi.spec.resolve import check_device_available
 from pyro_vi.spec.schema import SpecError
 from pyro_vi.train import History, TrainingDivergedError, fit
@@ -95,6 +113,9 @@ class TrainResult:
         metrics: The final evaluation, as written to ``metrics.json`` (keys in
             :mod:`pyro_vi.records`); empty when training was interrupted, and on the ranks
             other than 0 of a data-parallel run.
+        weights: Which weights the final evaluation used: with a validation split the best
+            epoch's (``best.pt``), else the last (see
+            :func:`~pyro_vi.runs.folder.weights_record`); empty without an evaluation.
 
     For code written when :func:`train_spec` returned the folder, a result still acts as its
     folder's path (``result / "metrics.json"``, ``os.fspath(result)``, ``str(result)``); new
@@ -108,6 +129,7 @@ class TrainResult:
     path: Path
     history: History
     metrics: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, Any] = field(default_factory=dict)
 
     def __fspath__(self) -> str:
         return os.fspath(self.path)
@@ -221,6 +243,16 @@ def _plan(
     plan.state = state_file
     plan.history = history_from_dict(state["history"])
     done, wanted = _epochs_done(state), spec.training["epochs"]
+    if plan.history.stopped_early:
+        evaluate = ""
+        if plan.previous.get("status") == "trained":
+            evaluate = f"; 'pyro-vi evaluate {path}' completes its interrupted evaluation"
+        raise ValueError(
+            f"{str(path)!r} stopped early after epoch {done}: its validation bound had not "
+            f"improved since epoch {plan.history.best_epoch + 1} for training.early_stopping = "
+            f"{spec.training['early_stopping']} epochs, so there is nothing to resume (train a "
+            f"new run with a larger training.early_stopping, or without it){evaluate}"
+        )
     begun = done + (1 if state["position"].get("batch", 0) > 0 else 0)  # a partial epoch too
     if wanted < begun:
         partial = " and part of the next" if begun > done else ""
@@ -278,6 +310,7 @@ def _open_folder(
             "started": previous.get("started", now),
             "data_info": data_info_dict(data.info),
             "train_size": len(data.train[0]),
+            **({} if data.validation is None else {"validation_size": len(data.validation[0])}),
             "environment": environment(device),
             "world_size": distributed.world_size(),
         }
@@ -314,6 +347,7 @@ def train_spec(
     overwrite: bool = False,
     data: Data | None = None,
     resume: str | os.PathLike[str] | None = None,
+    on_epoch: Callable[[int, History, Built], None] | None = None,
 ) -> TrainResult:
     """Train the model that ``spec`` describes and write its run folder.
 
@@ -327,6 +361,9 @@ def train_spec(
         resume: A run folder to continue from its training state (``training_state.pt``); the
             spec must equal its ``spec.toml`` but in :data:`pyro_vi.runs.resume.MAY_CHANGE`
             (e.g. ``training.epochs``, to train longer).
+        on_epoch: Called as ``on_epoch(epoch, history, built)`` after each epoch's files are
+            written, on rank 0 (comparisons evaluate common metrics there; an exception it
+            raises stops training as any other would).
 
     Returns:
         The :class:`TrainResult`: the run folder, the history and the final metrics. When
@@ -349,16 +386,31 @@ def train_spec(
     pyro.clear_param_store()
     pyro.set_rng_seed(spec.training["seed"])
     data = load_data(spec) if data is None else data
+    if data.validation is None and spec.training["early_stopping"] is not None:
+        raise no_validation_split(spec)  # data given by the caller, without a validation split
     built = build(spec, data.info)
     opened = distributed.on_rank_zero(lambda: _open_folder(plan, spec, data, device), share=False)
     lead = distributed.rank() == 0
     info, trackers = opened if lead else ({}, None)
+    validation = None
+    if data.validation is not None:
+        # Drawn once when binarized dynamically: every epoch is scored on the same datapoints,
+        # so that the best epoch is chosen on one fixed set.
+        validation = fixed_split(data.validation, device, spec.training["seed"])
 
     def after_epoch(epoch: int, history: History) -> None:
         with open(path / EPOCHS_FILE, "a") as file:
             file.write(json.dumps(epoch_record(epoch, history)) + "\n")
         trackers.log_epoch(epoch, history)
-        save_weights(path, built, epoch + 1)
+        loss = history.validation_loss[-1] if history.validation_loss else None
+        save_weights(path, built, epoch + 1, validation_loss=loss)
+        if on_epoch is not None:
+            on_epoch(epoch, history, built)
+
+    def keep_best(epoch: int, history: History) -> None:
+        # Called by fit before it checkpoints the epoch: a resumed run never lacks the weights
+        # of the best epoch its history names.
+        save_weights(path, built, epoch + 1, BEST_FILE, history.validation_loss[-1])
 
     start = time.perf_counter()
     try:
@@ -381,6 +433,9 @@ def train_spec(
             checkpoint_every=spec.training["checkpoint_every"],
             resume=plan.state,
             tag=spec_tag(spec),
+            validation_data=validation,
+            early_stopping=spec.training["early_stopping"],
+            best_callback=None if validation is None else keep_best,
         )
     except BaseException as error:
         if lead:
@@ -391,17 +446,26 @@ def train_spec(
     if not lead:
         distributed.barrier(group)
         return TrainResult(path, history)
-    timings = {
+    ending: dict[str, Any] = {
         "epochs_completed": history.epochs,
         "training_seconds": sum(history.seconds),
         "wall_seconds": time.perf_counter() - start,
     }
+    if history.best_epoch is not None:
+        ending.update(_validation_outcome(history))
     try:
-        return _conclude(
-            path, spec, built, data, history, device, progress, info, trackers, timings
-        )
+        return _conclude(path, spec, built, data, history, device, progress, info, trackers, ending)
     finally:
         distributed.barrier(group)
+
+
+def _validation_outcome(history: History) -> dict[str, Any]:
+    """What ``run.json`` and ``metrics.json`` say of the validation split (epochs from 1)."""
+    return {
+        "best_epoch": history.best_epoch + 1,
+        "best_validation_bound": -history.validation_loss[history.best_epoch],
+        "stopped_early": history.stopped_early,
+    }
 
 
 def _abort(path: Path, info: dict[str, Any], trackers: Trackers, error: BaseException) -> None:
@@ -427,29 +491,52 @@ def _conclude(
     progress: bool,
     info: dict[str, Any],
     trackers: Trackers,
-    timings: dict[str, Any],
+    ending: dict[str, Any],
 ) -> TrainResult:
-    """Rank 0 after training: save the weights, record the status, evaluate unless
-    interrupted."""
+    """Rank 0 after training: save the last weights, record the status, evaluate (the best
+    weights when there are any) unless interrupted."""
     status = "interrupted" if history.interrupted else "trained"
     try:
-        save_weights(path, built, history.epochs)
-        _set_status(path, info, status, **timings)
+        # Interrupted, the weights may be from within an epoch: no validation bound is theirs.
+        loss = None
+        if not history.interrupted and history.validation_loss:
+            loss = history.validation_loss[-1]
+        save_weights(path, built, history.epochs, validation_loss=loss)
+        _set_status(path, info, status, **ending)
         if history.interrupted:
             return TrainResult(path, history)
+        weights = _use_best_weights(path, built, history, device, info)
         try:
-            metrics = finish(path, spec, built, data, history, device, progress, trackers)
+            metrics = finish(
+                path, spec, built, data, history, device, progress, trackers, weights=weights
+            )
         except KeyboardInterrupt:
             raise EvaluationInterrupted(path) from None
         status = "complete"
         write_json(path / INFO_FILE, {**info, "status": status})
-        return TrainResult(path, history, metrics)
+        return TrainResult(path, history, metrics, weights)
     except (OSError, CheckpointError) as error:
         status = "failed"
         _set_status(path, info, status, error=f"{type(error).__name__}: {error}")
         raise
     finally:
         trackers.close(status)
+
+
+def _use_best_weights(
+    path: Path, built: Built, history: History, device: torch.device, info: dict[str, Any]
+) -> dict[str, Any]:
+    """Load ``best.pt`` into ``built`` when the run has a validation split; what was loaded
+    (:func:`~pyro_vi.runs.folder.weights_record`)."""
+    if history.best_epoch is None:
+        last = {"epoch": history.epochs}
+        return weights_record(
+            "last", last, info, f"no {BEST_FILE}: the run has no validation split"
+        )
+    state = load_weights(path / BEST_FILE, device)
+    built.model.load_state_dict(state["model"])
+    built.guide.load_state_dict(state["guide"])
+    return weights_record("best", state, info)
 
 
 def finish(
@@ -462,6 +549,7 @@ def finish(
     progress: bool,
     trackers: Trackers | None = None,
     num_samples: int | None = None,
+    weights: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the trained model, write ``metrics.json`` and the figures; return the metrics.
 
@@ -469,6 +557,8 @@ def finish(
         path, spec, built, data, history, device, progress: The run's.
         trackers: Sinks that also get the figures.
         num_samples: K of the IWAE-K log-likelihood (default ``training.eval_samples``).
+        weights: Which weights ``built`` holds (:func:`~pyro_vi.runs.folder.weights_record`),
+            written to ``metrics.json`` beside the metrics.
     """
     built.model.eval()
     built.guide.eval()
@@ -481,7 +571,12 @@ def finish(
     )
     metrics["final_train_bound"] = -history.train_loss[-1] if history.train_loss else None
     metrics["interrupted"] = history.interrupted
-    write_json(path / SUMMARY_FILE, summary_record(metrics, history))
+    if history.best_epoch is not None:
+        metrics.update(_validation_outcome(history))
+    record = summary_record(metrics, history)
+    if weights:
+        record["weights"] = weights
+    write_json(path / SUMMARY_FILE, record)
     figures = write_figures(path, built, test, data.test_labels)
     figures["loss_curves"] = save(loss_curves(history), path / "loss_curves.png")
     if trackers is not None:
@@ -495,7 +590,8 @@ def complete_run(run: Run, num_samples: int | None = None, progress: bool = True
     ``"complete"``.
 
     Arguments:
-        run: The run, loaded by :func:`~pyro_vi.runs.folder.load_run`.
+        run: The run, loaded by :func:`~pyro_vi.runs.folder.load_run` (with the weights to
+            evaluate: the best by default; ``run.weights`` is recorded with the metrics).
         num_samples: K of the IWAE-K log-likelihood (default ``training.eval_samples``).
         progress: Progress bars.
 
@@ -525,9 +621,13 @@ def complete_run(run: Run, num_samples: int | None = None, progress: bool = True
             progress,
             trackers,
             num_samples,
+            weights=run.weights,
         )
         samples = run.spec.training["eval_samples"] if num_samples is None else num_samples
-        write_json(run.path / EVALUATION_FILE, {"metrics": metrics, "num_samples": samples})
+        write_json(
+            run.path / EVALUATION_FILE,
+            evaluation_record(metrics, samples, run.weights),
+        )
         status = "complete"
         write_json(run.path / INFO_FILE, {**run.info, "status": status})
     finally:

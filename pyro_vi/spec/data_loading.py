@@ -23,6 +23,7 @@ from pyro_vi import data as datasets
 from pyro_vi._registry import keyword_options
 from pyro_vi.data.splits import VALIDATION_STREAM
 from pyro_vi.models import likelihoods
+from pyro_vi.spec.data_section import no_validation_split
 from pyro_vi.spec.resolve import Spec
 from pyro_vi.spec.schema import SpecError
 
@@ -85,7 +86,8 @@ def load_data(spec: Spec) -> Data:
 
     Raises:
         SpecError: the data does not fit the spec (the likelihood, labels for a conditional
-            model, images for a convolutional network), or a split is empty or given twice.
+            model, images for a convolutional network), a split is empty or given twice, or
+            ``training.early_stopping`` is set and the data has no validation split.
         DatasetNotFoundError: a file or folder that is missing (the message starts with
             ``[data]``, like those below).
         DatasetCorruptedError: a file that cannot be read.
@@ -114,6 +116,8 @@ def load_data(spec: Spec) -> Data:
 
     info = DataInfo(tuple(splits.train.shape[1:]), splits.num_classes if conditional else None)
     validation = None if splits.valid is None else items(splits.valid, splits.valid_labels)
+    if validation is None and spec.training.get("early_stopping") is not None:
+        raise no_validation_split(spec)  # a path without a validation split of its own
     return Data(
         items(splits.train, splits.train_labels),
         items(splits.test, splits.test_labels),

@@ -27,7 +27,15 @@ from pyro_vi.spec.schema import Field, SpecError, check_keys, resolve_table
 if TYPE_CHECKING:
     from pyro_vi.spec.resolve import Spec
 
-__all__ = ["DATA", "DATA_LEVELS", "PATH_KEYS", "check_data_section", "resolve_data"]
+__all__ = [
+    "DATA",
+    "DATA_LEVELS",
+    "PATH_KEYS",
+    "check_data_section",
+    "check_early_stopping",
+    "no_validation_split",
+    "resolve_data",
+]
 
 #: Grey levels of each dataset's pixels: values k / (levels - 1).
 DATA_LEVELS = {name: dataset.grey_levels for name, dataset in datasets.DATASETS.items()}
@@ -59,14 +67,17 @@ DATA = {
         minimum=0.0,
         exclusive=True,
         maximum=1.0,
+        exclusive_maximum=True,
     ),
     "validation": Field(
         "float",
         None,
-        "share of the training set held out for validation",
+        "share of the training set held out for validation (never trained on; its bound is "
+        "logged every epoch, keeps best.pt and drives training.early_stopping)",
         minimum=0.0,
         exclusive=True,
         maximum=1.0,
+        exclusive_maximum=True,
     ),
     "validation_path": Field("str", None, "a file or folder holding the validation set"),
     "seed": Field("int", 0, "seeds the random test and validation splits", minimum=0),
@@ -124,6 +135,35 @@ def resolve_data(table: Any) -> dict[str, Any]:
             f"{data['validation_path']!r}; give one validation set: a fraction or a file"
         )
     return data
+
+
+def no_validation_split(spec: Spec) -> SpecError:
+    """The error for ``training.early_stopping`` when the data has no validation split."""
+    patience = spec.training["early_stopping"]
+    if spec.data["path"] is None:
+        ways = "data.validation = 0.1 (the share of the training set held out)"
+    else:
+        ways = (
+            "data.validation = 0.1 (the share of the training set held out), "
+            "data.validation_path = 'validation.npz', or a 'validation' array in "
+            f"{spec.data['path']!r}"
+        )
+    return SpecError(
+        f"invalid spec: training.early_stopping = {patience} stops on the validation bound, but "
+        f"[data] holds out no validation split; add one: {ways}, or remove "
+        "training.early_stopping"
+    )
+
+
+def check_early_stopping(spec: Spec) -> None:
+    """``training.early_stopping`` needs a validation split. A named dataset's is decided by the
+    spec alone; a path's file may hold its own (a ``validation`` array), which
+    :func:`~pyro_vi.spec.data_loading.load_data` checks when it reads it."""
+    if spec.training.get("early_stopping") is None:
+        return
+    data = spec.data
+    if data["validation"] is None and data["validation_path"] is None and data["path"] is None:
+        raise no_validation_split(spec)
 
 
 def check_data_section(spec: Spec) -> None:

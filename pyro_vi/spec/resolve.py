@@ -28,6 +28,7 @@ from pyro_vi.spec.data_section import (  # DATA, DATA_LEVELS: re-exported beside
     DATA,  # noqa: F401
     DATA_LEVELS,  # noqa: F401
     check_data_section,
+    check_early_stopping,
     resolve_data,
 )
 from pyro_vi.spec.kinds import KINDS, ModelKind, kind_of
@@ -84,6 +85,13 @@ TRAINING = {
     ),
     "max_seconds": Field(
         "float", None, "stop training after this many seconds", minimum=0.0, exclusive=True
+    ),
+    "early_stopping": Field(
+        "int",
+        None,
+        "patience: stop when the validation bound has not improved for this many epochs "
+        "(needs a validation split: data.validation or data.validation_path)",
+        minimum=1,
     ),
 }
 
@@ -349,9 +357,11 @@ def check_device_available(spec: Spec) -> None:
 
 def _check_combinations(spec: Spec, raw: Mapping[str, Any]) -> None:
     """Reject parts that are valid alone but cannot work together: the data and the
-    likelihood, then the model kind's own rules, then the estimator against what the model and
-    guide offer (:func:`~pyro_vi.spec.capabilities.check_capabilities`)."""
+    likelihood, early stopping and a validation split, then the model kind's own rules, then
+    the estimator against what the model and guide offer
+    (:func:`~pyro_vi.spec.capabilities.check_capabilities`)."""
     check_data_section(spec)
+    check_early_stopping(spec)
     kind = spec.kind
     kind.check(spec, raw)
     check_capabilities(spec.estimator, kind.capabilities(spec))

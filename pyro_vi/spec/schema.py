@@ -9,7 +9,8 @@ A spec has six sections plus two optional labels::
     [guide]      posterior family and its options, encoder network
     [estimator]  the objective's name and its options
     [optimizer]  Adam or clipped Adam, learning rate and its decay
-    [training]   epochs, batch size, seed, device, evaluation particles, checkpoints
+    [training]   epochs, batch size, seed, device, evaluation particles, checkpoints, early
+                 stopping on the validation bound
     [log]        where metrics go: CSV always, TensorBoard and MLflow when asked
 
 Each key is a :class:`Field`; :func:`check_field` validates one value and returns it in canonical
@@ -47,6 +48,8 @@ class Field:
         minimum: Smallest allowed number (or list element).
         exclusive: Whether ``minimum`` itself is excluded.
         maximum: Largest allowed number.
+        exclusive_maximum: Whether ``maximum`` itself is excluded (a share that must leave
+            something: ``data.validation`` < 1).
         length: Required length of a list, or ``None`` for any non-empty list.
     """
 
@@ -58,6 +61,7 @@ class Field:
     exclusive: bool = False
     maximum: float | None = None
     length: int | None = None
+    exclusive_maximum: bool = False
 
     def allowed(self) -> str:
         """What the key accepts, in words."""
@@ -80,7 +84,7 @@ class Field:
         if self.minimum is not None:
             bounds.append(f"{'>' if self.exclusive else '>='} {self.minimum:g}")
         if self.maximum is not None:
-            bounds.append(f"<= {self.maximum:g}")
+            bounds.append(f"{'<' if self.exclusive_maximum else '<='} {self.maximum:g}")
         if bounds:
             noun += (" with every entry " if self.kind in ("ints", "floats") else " ") + (
                 " and ".join(bounds)
@@ -106,7 +110,9 @@ def _number(key: str, value: Any, field: Field, integral: bool) -> int | float:
         number < field.minimum or (field.exclusive and number == field.minimum)
     ):
         raise fail(key, value, field.allowed())
-    if field.maximum is not None and number > field.maximum:
+    if field.maximum is not None and (
+        number > field.maximum or (field.exclusive_maximum and number == field.maximum)
+    ):
         raise fail(key, value, field.allowed())
     return number
 

@@ -216,6 +216,7 @@ def fit(
     validation_data: Batchable | Sequence[Batchable] | None = None,
     early_stopping: int | None = None,
     best_checkpoint: str | Path | None = None,
+    best_callback: Callable[[int, History], None] | None = None,
 ) -> History:
     """Train ``model`` and ``guide`` by minibatch variational inference for a number of epochs.
 
@@ -277,6 +278,10 @@ def fit(
         best_checkpoint: A file written (atomically) whenever the validation loss improves: the
             parameters of the best epoch, beside ``checkpoint``'s last ones; read it back with
             :func:`pyro_vi.train.load_parameters`. Needs ``validation_data``.
+        best_callback: Called as ``best_callback(epoch, history)`` when the validation loss
+            improves, after ``best_checkpoint`` is written and before the epoch's checkpoint
+            and ``callback``: a checkpoint never records a best epoch whose parameters were not
+            kept (a run folder writes its ``best.pt`` here). Needs ``validation_data``.
 
     Returns:
         The :class:`History`. A ``KeyboardInterrupt`` stops training at the current step and the
@@ -296,11 +301,14 @@ def fit(
     )
     if early_stopping is not None:
         early_stopping = check_int("early_stopping", early_stopping, minimum=1)
-    if validation_items is None and (early_stopping is not None or best_checkpoint is not None):
+    following = early_stopping is not None or best_checkpoint is not None
+    if validation_items is None and (following or best_callback is not None):
         raise ValueError(
-            "early_stopping and best_checkpoint follow the validation loss: pass "
+            "early_stopping, best_checkpoint and best_callback follow the validation loss: pass "
             "validation_data as well"
         )
+    if best_callback is not None and not callable(best_callback):
+        raise TypeError(f"best_callback must be callable, got {describe(best_callback)}")
     if not callable(model):
         raise TypeError(f"model must be a callable Pyro model, got {describe(model)}")
     if not callable(guide):
@@ -324,7 +332,7 @@ def fit(
     check_choice("on_nonfinite", on_nonfinite, ("raise", "skip"))
     if checkpoint_every is not None:
         checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
-    saving = _Saving(checkpoint, checkpoint_every, resume, tag, best_checkpoint)
+    saving = _Saving(checkpoint, checkpoint_every, resume, tag, best_checkpoint, best_callback)
     device = resolve_device(device)
     previous_threads = torch.get_num_threads()
     set_threads(threads)
@@ -472,6 +480,12 @@ def _train(
                     history.grad_norm.append(state.grad_norm())
                 if validation_items is not None:
                     value = evaluate_loss(model, guide, validation_items, loss)
+                    if distributed.is_distributed():
+                        # Each rank draws its own noise: one mean, so that every rank takes the
+                        # same decision to stop (or one would wait for the others forever).
+                        value = float(
+                            distributed.mean_over_ranks(torch.tensor(value, device=device))
+                        )
                     history.validation_loss.append(value)
                     if history.best_epoch is None or value < min(history.validation_loss[:-1]):
                         history.best_epoch = epoch
@@ -547,8 +561,10 @@ class _Saving:
         resume: str | Path | bool | None,
         tag: str | None,
         best: str | Path | None = None,
+        on_best: Callable[[int, History], None] | None = None,
     ) -> None:
         self.best = None if best is None else Path(best)
+        self.on_best = on_best
         self.path = None if path is None else Path(path)
         self.every = every
         self.tag = tag
@@ -592,9 +608,15 @@ class _Saving:
         )
 
     def save_best(self, trainer: Trainer, history: History) -> None:
-        """The parameters of the best epoch so far (rank 0 writes)."""
-        if self.best is None or distributed.rank() != 0:
+        """The parameters of the best epoch so far (rank 0 writes), then ``on_best``."""
+        if distributed.rank() != 0:
             return
+        if self.best is not None:
+            self._write_best(trainer, history)
+        if self.on_best is not None:
+            self.on_best(history.best_epoch, history)
+
+    def _write_best(self, trainer: Trainer, history: History) -> None:
         save_checkpoint(
             self.best,
             {
@@ -755,7 +777,8 @@ class Trainer:
 
     def grad_norm(self) -> float:
         """The norm of the last step's gradient over every parameter (one read of the device)."""
-        grads = [p.grad for p in self.params if p.grad is not None]
+        # Detached: a replayed graph's gradients may carry autograd history of their own.
+        grads = [p.grad.detach() for p in self.params if p.grad is not None]
         if not grads:
             return 0.0
         return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))

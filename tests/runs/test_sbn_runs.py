@@ -6,7 +6,7 @@ import pyro
 import pytest
 import torch
 
-from pyro_vi.runs.compare import _describe_guide, _row
+from pyro_vi.runs.comparison import describe_guide, run_row
 from pyro_vi.runs.evaluate import evaluate_built
 from pyro_vi.spec import DataInfo, build, load_spec
 
@@ -41,8 +41,8 @@ def test_comparison_row_shows_the_relaxed_bound_it_trained_on(tmp_path):
     metrics = {"test_elbo": -30.0, "test_relaxed_elbo_bound": -29.0}
     summary = {"metrics": metrics, "history": {"train_loss": [31.0]}}
     (tmp_path / "metrics.json").write_text(json.dumps(summary))
-    row = _row("concrete-run", spec, tmp_path)
+    row = run_row("concrete-run", spec, tmp_path)
     assert row["name"] == "concrete-run"
     assert (row["test_elbo"], row["test_bound"]) == (-30.0, -29.0)
     assert row["guide"] == "concrete (temperature 0.5)"
-    assert _describe_guide(_spec()) == "bernoulli"
+    assert describe_guide(_spec()) == "bernoulli"

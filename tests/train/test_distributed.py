@@ -93,7 +93,24 @@ def worker(rank, world_size, init_file, out_dir):
     images = torch.bernoulli(
         torch.full((40, 1, 8, 8), 0.3), generator=torch.Generator().manual_seed(0)
     )
-    fit(vae, vae_guide, images, epochs=2, batch_size=8, seed=0, progress=False, loss="iwae")
+    validation = torch.bernoulli(
+        torch.full((16, 1, 8, 8), 0.3), generator=torch.Generator().manual_seed(1)
+    )
+    history = fit(
+        vae,
+        vae_guide,
+        images,
+        epochs=2,
+        batch_size=8,
+        seed=0,
+        progress=False,
+        loss="iwae",
+        validation_data=validation,
+        early_stopping=1,
+    )
+    # Each rank draws its own noise; the validation loss (and so the decision to stop) is their
+    # mean, the same on every rank, or a rank that stops would leave the others waiting.
+    found["validation"] = [history.validation_loss, history.best_epoch, history.stopped_early]
     flat = torch.cat([p.detach().reshape(-1) for m in (vae, vae_guide) for p in m.parameters()])
     gathered = [None] * world_size
     dist.all_gather_object(gathered, flat.tolist())
@@ -124,3 +141,4 @@ def test_two_gloo_processes(tmp_path):
         # All-reduced in float64: equal to the mean of the per-rank gradients to rounding.
         assert found["grad_size"] > 1e-3 and found["grad_error"] < 1e-10
         assert found["replica_difference"] == 0.0
+    assert results[0]["validation"] == results[1]["validation"]

@@ -260,6 +260,38 @@ def test_early_stopping_needs_validation_data():
     model, guide = mlp_vae((1, 8, 8), latent_dim=2, hidden=[8])
     with pytest.raises(ValueError, match="pass validation_data"):
         fit(model, guide, torch.zeros(4, 1, 8, 8), early_stopping=2, progress=False)
+    with pytest.raises(ValueError, match="best_callback follow the validation loss"):
+        fit(model, guide, torch.zeros(4, 1, 8, 8), best_callback=print, progress=False)
+
+
+def test_best_callback_runs_before_the_epoch_is_checkpointed(tmp_path):
+    # What a run folder relies on to keep best.pt: when the callback runs, the checkpoint does
+    # not yet record the improving epoch, so a kill there trains that epoch again.
+    from pyro_vi.train.checkpoint import load_checkpoint
+
+    model, guide = mlp_vae((1, 8, 8), latent_dim=2, hidden=[8])
+    data = torch.bernoulli(torch.rand(48, 1, 8, 8, generator=torch.Generator().manual_seed(0)))
+    seen = []
+
+    def on_best(epoch, history):
+        state = tmp_path / "state.pt"
+        checkpointed = load_checkpoint(state)["position"]["epoch"] if state.exists() else 0
+        seen.append((epoch, history.best_epoch, checkpointed))
+
+    history = fit(
+        model,
+        guide,
+        data[:32],
+        validation_data=data[32:],
+        epochs=3,
+        batch_size=16,
+        seed=0,
+        progress=False,
+        checkpoint=tmp_path / "state.pt",
+        best_callback=on_best,
+    )
+    assert seen and seen[-1][0] == history.best_epoch
+    assert all(epoch == best == checkpointed for epoch, best, checkpointed in seen)
 
 
 def test_a_map_style_dataset_trains_directly():
