@@ -31,6 +31,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from pyro_vi import data as datasets
 from pyro_vi.progress import DEFAULT_INTERVAL, MODES, progress_output
@@ -507,7 +508,13 @@ def _show_compare(args: argparse.Namespace) -> None:
         curve_samples=args.curve_samples,
         curve_size=args.curve_size,
     )
-    print(Path(written["markdown"]).read_text())
+    _print_written(written)
+
+
+def _print_written(written: dict[str, Any]) -> None:
+    """The comparison table, then each file a comparison or sweep wrote."""
+    if "markdown" in written:
+        print(Path(written["markdown"]).read_text())
     for kind, path in written.items():
         print(f"  {kind:>10}: {path}")
 
@@ -541,10 +548,7 @@ def _show_sweep(args: argparse.Namespace, sweep: Callable) -> None:
         curve_size=args.curve_size,
         prune_startup=args.prune_startup,
     )
-    if "markdown" in written:
-        print(Path(written["markdown"]).read_text())
-    for kind, path in written.items():
-        print(f"  {kind:>10}: {path}")
+    _print_written(written)
 
 
 COMMANDS = {
