@@ -178,6 +178,11 @@ def build_step(
         optimizer, _ = build_optimizer(None, fused.parameters())
         loss_and_grads = fused.loss_and_grads
         if label == "handwritten_compiled":
+            # The hand-written DReG differentiates twice (retain_graph=True), which a compiled
+            # backward with donated buffers refuses (at B=1000 it raised); no donation then.
+            import torch._functorch.config as functorch_config
+
+            functorch_config.donated_buffer = False
             loss_and_grads = torch.compile(fused.loss_and_grads)
 
         def step() -> Any:

@@ -37,6 +37,7 @@ from pyro_vi import data as datasets
 from pyro_vi.progress import DEFAULT_INTERVAL, MODES, progress_output
 from pyro_vi.runs.folder import EVALUATION_FILE, SPEC_FILE, WEIGHTS, load_run
 from pyro_vi.spec import DEFAULT_SPEC, SpecError, load_spec
+from pyro_vi.spec.resolve import COMPILE_MODES
 
 #: The exit status of an interrupted command (128 + SIGINT, as a shell reports Ctrl-C).
 INTERRUPTED = 130
@@ -151,6 +152,20 @@ def _add_common(parser: argparse.ArgumentParser, *, spec: bool) -> None:
             default=None,
             metavar="K",
             help="shorthand for --set estimator.num_particles=K",
+        )
+        parser.add_argument(
+            "--compile",
+            default=None,
+            choices=COMPILE_MODES,
+            help="shorthand for --set training.compile=MODE: capture the training step and "
+            "replay it (graph) or compile it (inductor)",
+        )
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            metavar="N",
+            help="shorthand for --set training.threads=N (default: the free physical cores)",
         )
         parser.add_argument(
             "--data-dir",
@@ -367,11 +382,14 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         ("epochs", "training.epochs"),
         ("seed", "training.seed"),
         ("num_particles", "estimator.num_particles"),
+        ("threads", "training.threads"),
     ):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
     if args.estimator is not None:
         overrides.append(f"estimator.name={json.dumps(args.estimator)}")
+    if args.compile is not None:
+        overrides.append(f"training.compile={json.dumps(args.compile)}")
     if args.data_dir is not None:
         overrides.append(f"data.dir={json.dumps(args.data_dir)}")
     if args.device is not None:

@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from matplotlib.image import imread
 import pyro_vi
 from pyro_vi import progress
 from pyro_vi.cli import _overrides, _parser, main
-from pyro_vi.spec import DEFAULT_SPEC, load_spec
+from pyro_vi.spec import DEFAULT_SPEC, SpecError, load_spec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # A run small enough for the test suite: ~1 s on 2 CPU cores.
@@ -219,6 +220,34 @@ def test_estimator_and_particle_shorthands_override_the_spec():
         ["train", "--set", "estimator.name=iwae", "--set", "estimator.num_particles=3"]
     )
     assert load_spec(DEFAULT_SPEC, _overrides(args)).estimator == spec.estimator
+
+
+def test_compile_and_threads_shorthands_override_the_spec():
+    args = _parser().parse_args(["train", "--compile", "graph", "--threads", "1"])
+    spec = load_spec(DEFAULT_SPEC, _overrides(args))
+    assert spec.training["compile"] == "graph" and spec.training["threads"] == 1
+    assert load_spec(DEFAULT_SPEC).training["compile"] == "none"  # eager unless asked
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("compile", '"jit"'), ("compile", "true"), ("threads", "0")]
+)
+def test_bad_compile_or_threads_is_a_spec_error_naming_the_key(key, value):
+    with pytest.raises(SpecError, match=f"training.{key}"):
+        load_spec(DEFAULT_SPEC, [f"training.{key}={value}"])
+
+
+def test_a_run_trains_with_a_captured_step(tmp_path):
+    # The spec's compile and threads reach fit: the captured step trains the run (the warning
+    # that a program runs eagerly would fail here), and the run folder records both.
+    run = tmp_path / "graph"
+    argv = ["train", "--epochs", "1", "--compile", "graph", "--threads", "1", "--no-progress"]
+    argv += ["--set", "data.limit=100", "--set", "data.test_limit=50"]
+    argv += ["--set", "training.eval_samples=0", "--out", str(run)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*running eagerly.*")
+        assert main(argv) == 0
+    assert 'compile = "graph"' in (run / "spec.toml").read_text()
 
 
 @pytest.mark.parametrize("num", [1, 3, 7, 12])

@@ -5,8 +5,8 @@ that shapes the model, the data, the objective or the optimization must equal ``
 or the resumed parameters would not be an uninterrupted run's (and loading them might not even
 fit). A few keys say how long, where, and how a run is watched, and may change
 (:data:`MAY_CHANGE`): training longer (``training.epochs``), a new time budget, a new number of
-evaluation particles, checkpoint frequency, the device (then not bit for bit: another device
-rounds differently), the data's folder, and the tracking backends.
+evaluation particles, checkpoint frequency, the device, the step's capture and the CPU threads
+(then not bit for bit: each rounds differently), the data's folder, and the tracking backends.
 
 The tag given to :func:`pyro_vi.train.fit` (stored in the training state and checked on resume)
 is a hash of the keys that must not change (:func:`spec_tag`).
@@ -34,6 +34,8 @@ MAY_CHANGE = (
     "training.eval_samples",
     "training.checkpoint_every",
     "training.device",
+    "training.compile",
+    "training.threads",
     "log",
 )
 

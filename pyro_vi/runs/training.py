@@ -429,6 +429,8 @@ def train_spec(
             progress=progress,
             callback=after_epoch,
             max_seconds=spec.training["max_seconds"],
+            compile=False if spec.training["compile"] == "none" else spec.training["compile"],
+            threads=spec.training["threads"],
             checkpoint=path / STATE_FILE,
             checkpoint_every=spec.training["checkpoint_every"],
             resume=plan.state,

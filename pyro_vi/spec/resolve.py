@@ -69,6 +69,9 @@ OPTIMIZER = {
     ),
 }
 
+#: ``training.compile``: what :func:`pyro_vi.train.fit`'s ``compile=`` receives for each.
+COMPILE_MODES = ("none", "graph", "inductor")
+
 TRAINING = {
     "epochs": Field("int", 10, "passes over the training data", minimum=1),
     "batch_size": Field("int", 100, "minibatch size", minimum=1),
@@ -91,6 +94,20 @@ TRAINING = {
         None,
         "patience: stop when the validation bound has not improved for this many epochs "
         "(needs a validation split: data.validation or data.validation_path)",
+        minimum=1,
+    ),
+    "compile": Field(
+        "str",
+        "none",
+        "capture the whole training step: none (eager), graph (replay the captured graph), "
+        "inductor (compile it; CUDA graphs on a GPU); a program that cannot be captured runs "
+        "eagerly with a warning",
+        choices=COMPILE_MODES,
+    ),
+    "threads": Field(
+        "int",
+        None,
+        "torch CPU threads (unset: the physical cores other processes leave free)",
         minimum=1,
     ),
 }
