@@ -227,10 +227,13 @@ def test_compile_and_threads_shorthands_override_the_spec():
     spec = load_spec(DEFAULT_SPEC, _overrides(args))
     assert spec.training["compile"] == "graph" and spec.training["threads"] == 1
     assert load_spec(DEFAULT_SPEC).training["compile"] == "none"  # eager unless asked
+    # As fit reads compile=True / False.
+    assert load_spec(DEFAULT_SPEC, ["training.compile=true"]).training["compile"] == "inductor"
+    assert load_spec(DEFAULT_SPEC, ["training.compile=false"]).training["compile"] == "none"
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("compile", '"jit"'), ("compile", "true"), ("threads", "0")]
+    ("key", "value"), [("compile", '"jit"'), ("compile", "1"), ("threads", "0")]
 )
 def test_bad_compile_or_threads_is_a_spec_error_naming_the_key(key, value):
     with pytest.raises(SpecError, match=f"training.{key}"):

@@ -100,8 +100,8 @@ TRAINING = {
         "str",
         "none",
         "capture the whole training step: none (eager), graph (replay the captured graph), "
-        "inductor (compile it; CUDA graphs on a GPU); a program that cannot be captured runs "
-        "eagerly with a warning",
+        "inductor (compile it; CUDA graphs on a GPU; true means inductor, false none); a "
+        "program that cannot be captured runs eagerly with a warning",
         choices=COMPILE_MODES,
     ),
     "threads": Field(
@@ -179,6 +179,14 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+def _compile_as_mode(training: Any) -> Any:
+    """``training.compile = true`` / ``false`` as fit's ``compile=True`` / ``False`` read them:
+    inductor / none (the resolved spec always holds the mode's name)."""
+    if isinstance(training, Mapping) and isinstance(training.get("compile"), bool):
+        training = {**training, "compile": "inductor" if training["compile"] else "none"}
+    return training
+
+
 def resolve(raw: Mapping[str, Any] | Spec) -> Spec:
     """Validate a spec and fill in every default.
 
@@ -212,7 +220,7 @@ def resolve(raw: Mapping[str, Any] | Spec) -> Spec:
     guide = _resolve_guide(sections["guide"], KINDS[model["kind"]])
     estimator = _resolve_estimator(sections["estimator"])
     optimizer = resolve_table("optimizer", sections["optimizer"], OPTIMIZER)
-    training = resolve_table("training", sections["training"], TRAINING)
+    training = resolve_table("training", _compile_as_mode(sections["training"]), TRAINING)
     _check_device(training["device"])
     log = resolve_table("log", sections["log"], LOG)
     spec = Spec(data, model, guide, estimator, optimizer, training, log=log, **top)
