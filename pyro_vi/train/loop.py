@@ -112,7 +112,33 @@ class TrainingDivergedError(FloatingPointError):
         self.history = history
 
 
+def _loader_dataset(name: str, loader: torch.utils.data.DataLoader) -> Any:
+    """The map-style dataset behind ``loader``, when fit's own batching keeps its meaning.
+
+    fit draws its batches by index (that is what makes a resumed run exact), so a loader is read
+    through its dataset: its shuffling is fit's own, its batch size the default of fit's. A
+    custom sampler, batch sampler or collate function would be silently ignored: refused.
+    """
+    from torch.utils.data import RandomSampler, SequentialSampler
+    from torch.utils.data._utils.collate import default_collate
+
+    custom = []
+    if not isinstance(loader.sampler, RandomSampler | SequentialSampler):
+        custom.append(f"sampler {type(loader.sampler).__name__}")
+    if loader.collate_fn is not default_collate:
+        custom.append("collate_fn")
+    if custom:
+        raise ValueError(
+            f"{name} is a DataLoader with a custom {' and '.join(custom)}, which fit cannot "
+            "follow: it shuffles and batches by index itself (for exact resume); pass the "
+            "map-style dataset, transformed as you need, with batch_size="
+        )
+    return loader.dataset
+
+
 def _as_tuple(name: str, data: Batchable | Sequence[Batchable]) -> tuple[Batchable, ...]:
+    if isinstance(data, torch.utils.data.DataLoader):
+        data = _loader_dataset(name, data)
     if isinstance(data, torch.utils.data.Dataset) and not hasattr(data, "to"):
         # A map-style Dataset: read by index, batch by batch (each item's fields become the
         # model's positional arguments).
@@ -200,7 +226,7 @@ def fit(
     loss: ELBO | str | None = None,
     optim: Any = None,
     epochs: int = 10,
-    batch_size: int = 100,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     seed: int | None = None,
     progress: bool = True,
@@ -231,7 +257,9 @@ def fit(
         train_data: A tensor ``[N, ...]`` (or a tuple of tensors of length N, e.g. images and
             labels); anything with ``len``, indexing by a LongTensor and ``.to`` works, such as
             :class:`pyro_vi.data.DynamicBinarization`; a map-style ``torch.utils.data.Dataset``
-            is read through :func:`pyro_vi.data.as_batchable`.
+            is read through :func:`pyro_vi.data.as_batchable`, and a ``DataLoader`` through its
+            dataset (fit shuffles and batches by index itself; a custom sampler or collate
+            function is refused).
         test_data: Evaluated with the same estimator at the end of each epoch.
         loss: Any Pyro ``ELBO`` (default ``Trace_ELBO()``), or the name of one of
             :mod:`pyro_vi.estimators` with its default options (``"iwae"``, ``"dreg"``, ...).
@@ -240,7 +268,7 @@ def fit(
             ``PyroLRScheduler``'s scheduler is stepped once per epoch), a ``torch.optim``
             class, or a callable ``params -> torch optimizer``.
         epochs: Number of passes over the training data.
-        batch_size: Minibatch size B.
+        batch_size: Minibatch size B (default: a ``DataLoader``'s batch size, else 100).
         device: "cpu", "cuda", "cuda:1", a ``torch.device`` or None (CPU).
         seed: Seeds Pyro, torch and the shuffling when given.
         progress: Show progress over epochs (a bar on a terminal, periodic lines in a log).
@@ -322,6 +350,9 @@ def fit(
         )
     check_optimizer(optim)
     epochs = check_int("epochs", epochs, minimum=1)
+    if batch_size is None:
+        loader = isinstance(train_data, torch.utils.data.DataLoader)
+        batch_size = train_data.batch_size if loader and train_data.batch_size else 100
     batch_size = check_int("batch_size", batch_size, minimum=1)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {describe(callback)}")

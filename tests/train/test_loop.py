@@ -307,3 +307,29 @@ def test_a_map_style_dataset_trains_directly():
     model, guide = mlp_vae((1, 8, 8), latent_dim=2, hidden=[8])
     history = fit(model, guide, Images(), epochs=2, batch_size=8, progress=False)
     assert history.epochs == 2 and all(math.isfinite(v) for v in history.train_loss)
+
+
+def test_a_data_loader_trains_through_its_dataset_and_batch_size():
+    images = torch.bernoulli(torch.full((20, 1, 8, 8), 0.4))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(images), batch_size=5, shuffle=True
+    )
+    model, guide = mlp_vae((1, 8, 8), latent_dim=2, hidden=[8])
+    history = fit(model, guide, loader, epochs=1, progress=False)
+    assert history.steps == [4]  # the loader's batch size: 20 images in batches of 5
+    history = fit(model, guide, loader, epochs=1, batch_size=10, progress=False)
+    assert history.steps == [2]  # fit's own batch size wins when given
+
+
+def test_a_data_loader_with_its_own_batching_is_refused():
+    images = torch.rand(10, 4)
+    dataset = torch.utils.data.TensorDataset(images)
+    custom = [
+        torch.utils.data.DataLoader(dataset, collate_fn=lambda items: items),
+        torch.utils.data.DataLoader(
+            dataset, sampler=torch.utils.data.WeightedRandomSampler([1.0] * 10, 10)
+        ),
+    ]
+    for loader in custom:
+        with pytest.raises(ValueError, match="train_data is a DataLoader with a custom"):
+            fit(lambda x: None, lambda x: None, loader, progress=False)
