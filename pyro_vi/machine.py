@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import os
-import resource
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +46,8 @@ class OtherLoad:
         if len(fields) < 4:
             return None
         idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return sum(fields[:8]) - idle, sum(fields[:8]), (usage.ru_utime + usage.ru_stime)
+        own = os.times()  # this process, all its threads (portable, unlike resource)
+        return sum(fields[:8]) - idle, sum(fields[:8]), own.user + own.system
 
     def share(self) -> float | None:
         """Other processes' share of the CPU time since construction (or the last call)."""
