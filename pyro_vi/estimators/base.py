@@ -250,7 +250,13 @@ class Estimator(ELBO):
 
     def total(self, weights: LogWeights, bounds: torch.Tensor) -> torch.Tensor:
         """Per-column bounds ``[M]`` -> the bound of the batch: c * sum_m bounds_m + offset."""
-        return weights.scale * bounds.sum() + weights.offset
+        total = bounds.sum()
+        # Multiplying by 1 and adding a zero offset would only add operations to every step.
+        if weights.scale != 1.0:
+            total = weights.scale * total
+        if not weights.offset_is_zero:
+            total = total + weights.offset
+        return total
 
     def _score_surrogate(self, weights: LogWeights, guide: bool = False) -> torch.Tensor:
         """Zero-valued term whose gradient is the score-function part for latents without
@@ -259,8 +265,8 @@ class Estimator(ELBO):
         log_w = weights.log_w.detach()
         signal = (self.guide_score_signal(log_w) if guide else self.score_signal(log_w)).detach()
         log_q = weights.score_log_q
-        term = ((log_q - log_q.detach()) * signal).sum(0)
-        return weights.scale * term.sum()
+        term = ((log_q - log_q.detach()) * signal).sum(0).sum()
+        return term if weights.scale == 1.0 else weights.scale * term
 
     def _prepare(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict

@@ -217,7 +217,8 @@ class Pass:
         local = columns.per_datapoint and columns.plate.name in plate_names(site)
         keep = [0]
         if local:
-            term = term / columns.scale
+            if columns.scale != 1.0:  # dividing by 1 would only add an operation to the graph
+                term = term / columns.scale
             keep.append(full + columns.plate.dim)
         summed = [d for d in range(full) if d not in keep]
         if summed:
@@ -295,6 +296,8 @@ class LogWeights:
         log_w: ``[K, M]``: M = B datapoints, or M = 1 (joint weights).
         scale: The column scale c (N/B for a subsampled data plate; 1 for joint weights).
         offset: Scalar: sites outside the data plate, when the columns are per datapoint.
+        offset_is_zero: No site lies outside the data plate (the offset is a placeholder zero
+            that a bound need not add).
         score_log_q: ``[K, M]``: log q of the guide sites that need score-function gradients
             (no ``rsample``, or every site for a score-function estimator), arranged like
             ``log_w``; zeros when there are none.
@@ -307,6 +310,7 @@ class LogWeights:
     log_w: torch.Tensor
     scale: float
     offset: torch.Tensor
+    offset_is_zero: bool
     score_log_q: torch.Tensor
     score_sites: tuple[str, ...]
     passes: list[Pass]
@@ -859,10 +863,13 @@ def compute_log_weights(
     columns = choose_columns(runs[0], data_plate, structure.dependent_sites)
     passes = [Pass(run, columns, plate_nesting) for run in runs]
     rows, score_rows, offsets = [], [], []
+    offset_is_zero = True
     score_sites: tuple[str, ...] = ()
     for run in passes:
         run.model_terms, run.guide_terms = _log_weight_terms(run, analytic_kl, structure.unordered)
-        log_w, offset = run.arrange(run.model_terms + run.guide_terms)
+        terms = run.model_terms + run.guide_terms
+        log_w, offset = run.arrange(terms)
+        offset_is_zero = offset_is_zero and not _has_outside_terms(run, terms)
         rows.append(log_w)
         offsets.append(offset)
         score_terms = [
@@ -886,6 +893,7 @@ def compute_log_weights(
         log_w=log_w,
         scale=columns.scale if columns.per_datapoint else 1.0,
         offset=offset,
+        offset_is_zero=offset_is_zero,
         score_log_q=score_log_q,
         score_sites=score_sites,
         passes=passes,
@@ -894,6 +902,14 @@ def compute_log_weights(
         structure=structure,
         _guide_call=(guide, args, kwargs),
     )
+
+
+def _has_outside_terms(run: Pass, terms: Sequence[tuple[dict, torch.Tensor]]) -> bool:
+    """Whether some term goes into the offset (a site outside the per-datapoint columns)."""
+    columns = run.columns
+    if not columns.per_datapoint:
+        return False
+    return any(columns.plate.name not in plate_names(site) for site, _ in terms)
 
 
 def _log_weight_terms(

@@ -16,6 +16,7 @@ Models score and sample priors; they never reparameterize them, so ``rsample`` i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -48,6 +49,26 @@ class Prior(nn.Module):
         return f"latent_dim={self.latent_dim}"
 
 
+class StandardNormal(dist.Normal):
+    """N(0, 1) in every entry, with a cheaper log-density: log p(z) = -z^2 / 2 - log(2 pi) / 2.
+
+    torch's general formula computes log sigma, sigma^2 and a division for every entry (and their
+    backward), all identically 0, 1 and 1 here; every training step scores the prior, so the
+    saving is paid back each step. Same value and same gradient in z; a ``Normal`` for everything
+    else (sampling, ``expand``, the closed-form KL).
+    """
+
+    _half_log_2pi = 0.5 * math.log(2 * math.pi)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        log_p = value.square().mul(-0.5).sub(self._half_log_2pi)
+        if log_p.shape != self.batch_shape:
+            log_p = log_p.expand(torch.broadcast_shapes(log_p.shape, self.batch_shape))
+        return log_p
+
+
 class StandardNormalPrior(Prior):
     """p(z) = N(0, I_D), the VAE's usual prior (no parameters).
 
@@ -59,7 +80,7 @@ class StandardNormalPrior(Prior):
     closed_form_kl = True
 
     def forward(self, like: torch.Tensor) -> dist.TorchDistribution:
-        return dist.Normal(like.new_zeros(self.latent_dim), 1.0).to_event(1)
+        return StandardNormal(like.new_zeros(self.latent_dim), 1.0).to_event(1)
 
 
 class GaussianMixture(dist.MixtureSameFamily):
