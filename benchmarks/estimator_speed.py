@@ -636,10 +636,10 @@ def _pythae_note() -> str:
         import pythae  # noqa: F401
     except ImportError:
         return (
-            "not installed here, so no epoch-time comparison with it (pip install pythae, then "
-            "benchmarks/README.md's epoch command)"
+            "not installed here; the epoch-time comparison with it is "
+            "benchmarks/epoch_vs_pythae.py (pip install -e '.[bench]')"
         )
-    return "installed; see benchmarks/README.md for the epoch-time comparison"
+    return "installed; the epoch-time comparison with it is benchmarks/epoch_vs_pythae.py"
 
 
 if __name__ == "__main__":
