@@ -175,6 +175,7 @@ def run_program(
     detach_samples: bool = False,
     enumerate_model: bool = False,
     enumerate_guide: bool = False,
+    minibatch_of: ProgramTraces | None = None,
 ) -> ProgramTraces:
     """Run ``guide``, then ``model`` replayed against the guide's whole trace.
 
@@ -192,6 +193,8 @@ def run_program(
             particle plate included): their values are all of their support, broadcast.
         enumerate_guide: Enumerate the guide's marked sites the same way (the context of Pyro's
             TraceEnum_ELBO; used to probe a program, not to compute weights).
+        minibatch_of: An earlier run whose subsample indices this run reuses (the particles of
+            a bound computed one run per particle must score the same datapoints).
 
     Returns:
         The :class:`ProgramTraces`.
@@ -212,6 +215,12 @@ def run_program(
     guided = vectorized(guide)
     if enumerate_guide:
         guided = poutine.enum(guided, first_available_dim=first_dim)
+    if minibatch_of is not None:
+        indices = poutine.Trace()
+        for name, site in minibatch_of.raw_guide_trace.nodes.items():
+            if site["type"] == "sample" and _is_subsample(site):
+                indices.add_node(name, **site)
+        guided = poutine.replay(guided, trace=indices)
     guide_run = poutine.trace(guided)
     if detach_samples:
         with _DetachSamples():

@@ -792,18 +792,33 @@ def run_particles(
                 "cannot be vectorized over particles, e.g. one that checks shapes or branches on "
                 "sampled values, needs vectorize_particles=False)"
             ) from error
-    return [
-        run_program(
-            model,
-            guide,
-            args,
-            kwargs,
-            num_particles=1,
-            plate_nesting=plate_nesting,
-            detach_samples=detach_latents,
+    # One run per particle, all on the first run's minibatch: a multi-sample bound reduces each
+    # datapoint's particles, so every particle must score the same datapoints (as the particle
+    # plate of a vectorized run does).
+    first = run_program(
+        model,
+        guide,
+        args,
+        kwargs,
+        num_particles=1,
+        plate_nesting=plate_nesting,
+        detach_samples=detach_latents,
+    )
+    runs = [first]
+    for _ in range(num_particles - 1):
+        runs.append(
+            run_program(
+                model,
+                guide,
+                args,
+                kwargs,
+                num_particles=1,
+                plate_nesting=plate_nesting,
+                detach_samples=detach_latents,
+                minibatch_of=first,
+            )
         )
-        for _ in range(num_particles)
-    ]
+    return runs
 
 
 def compute_log_weights(

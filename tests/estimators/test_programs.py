@@ -115,6 +115,24 @@ def test_loop_plate_with_subsampling(name):
     )
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_particles_run_one_by_one_share_the_minibatch(name):
+    # vectorize_particles=False runs the program once per particle; each run draws its own
+    # subsample unless told otherwise, and a multi-sample bound would then reduce particles
+    # of different datapoints column by column (found by the random-program property test).
+    x = data(12)
+    model, guide = subsampled_pair(batch_size=4)
+    pyro.set_rng_seed(0)
+    weights = get(name, **options(name), vectorize_particles=False).log_weights(model, guide, x)
+    indices = [p.traces.raw_guide_trace.nodes["data"]["value"] for p in weights.passes]
+    assert len(indices) == weights.num_particles > 1
+    for index, run in zip(indices, weights.passes, strict=True):
+        torch.testing.assert_close(index, indices[0])
+        torch.testing.assert_close(run.traces.raw_model_trace.nodes["data"]["value"], index)
+    assert weights.scale == pytest.approx(3.0)
+    assert_weights(name, weights.log_w, evidence(x[indices[0]]))
+
+
 # -- 2. nested plates under automatic dims ----------------------------------------------------
 
 
