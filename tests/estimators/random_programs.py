@@ -237,8 +237,10 @@ class Program:
 
         return model
 
-    def guide(self, data: dict[str, torch.Tensor]):
-        """The exact posterior, sampled top-down."""
+    def guide(self, data: dict[str, torch.Tensor], trainable: bool = False):
+        """The exact posterior, sampled top-down. With ``trainable``, each latent's loc and
+        scale carry a ``pyro.param`` (a shift and a log-scale, both 0: still exact), so that
+        estimators compute gradients for the guide."""
         incoming, _ = self.messages(data)
 
         order = self.guide_order
@@ -256,8 +258,13 @@ class Program:
                     lam_in, eta_in = select(lam_in), select(eta_in)
                     precision = 1 / site.scale**2 + lam_in
                     loc = (self._loc(site, values) / site.scale**2 + eta_in) / precision
+                    scale = precision.rsqrt()
+                    if trainable:
+                        zero = torch.zeros(self.event_shape(), dtype=F64)
+                        loc = loc + pyro.param(site.name + "_shift", zero)
+                        scale = scale * pyro.param(site.name + "_log_scale", zero).exp()
                     normal = dist.Normal if self.reparameterized else ScoreNormal
-                    fn = normal(loc, precision.rsqrt())
+                    fn = normal(loc, scale)
                     if self.event:
                         fn = fn.to_event(1)
                     values[site.name] = pyro.sample(site.name, fn)

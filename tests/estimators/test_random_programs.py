@@ -127,3 +127,37 @@ def test_subsampled_bound_is_the_scaled_evidence_of_the_minibatch(program, name,
     expected += program.factor or 0.0  # outside the plate: added once, not scaled
     total = weights.scale * weights.log_w.sum(-1) + weights.offset
     torch.testing.assert_close(total, torch.full_like(total, expected), rtol=0, atol=EXACT)
+
+
+@SETTINGS
+@given(
+    program=programs(),
+    subsampled=programs(subsampled=True),
+    use_subsampled=st.booleans(),
+    name=st.sampled_from(sorted(PATHWISE)),
+    vectorize=st.booleans(),
+)
+def test_path_gradients_vanish_at_the_exact_posterior(
+    program, subsampled, use_subsampled, name, vectorize
+):
+    # With the exact posterior, log w is the same for every z, so its derivative in z is 0:
+    # STL's and DReG's guide gradients (path derivatives through the samples) are exactly 0 on
+    # every draw, for trees of dependent sites in any plates, also with a subsampled plate
+    # (their re-scoring of log q at fixed latents must replay the same minibatch).
+    program = subsampled if use_subsampled else program
+    if not program.reparameterized or all(site.observed for site in program.sites):
+        return
+    data = program.data(0)
+    model, guide = program.model(data), program.guide(data, trainable=True)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(5)
+    loss = get(name, vectorize_particles=vectorize, **OPTIONS[name]).differentiable_loss(
+        model, guide
+    )
+    loss.backward()
+    params = dict(pyro.get_param_store().named_parameters())
+    assert params  # one shift and one log-scale per latent site
+    for param_name, param in params.items():
+        torch.testing.assert_close(
+            param.grad, torch.zeros_like(param), rtol=0, atol=1e-9, msg=param_name
+        )
