@@ -348,7 +348,9 @@ def check_warning(estimator: Any, model: Callable, guide: Callable) -> dict[str,
             SVI(model, guide, Adam({"lr": 1e-6}), estimator).step()
         except Exception as exc:
             return _fail(Failure.of(exc), "refused", "crash")
-    texts = _warning_texts(caught)
+    # The estimators' own notice that they run the particles in a loop is not the warning a
+    # Pyro test expects about the program.
+    texts = [t for t in _warning_texts(caught) if "runs them one at a time instead" not in t]
     return {"outcome": "warned" if texts else "silent", "message": "; ".join(texts)}
 
 

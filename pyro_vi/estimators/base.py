@@ -36,6 +36,7 @@ from pyro_vi._checks import check_int, describe
 from pyro_vi.estimators.core import (
     LogWeights,
     Structure,
+    VectorizationError,
     check_program,
     compute_log_weights,
 )
@@ -156,21 +157,41 @@ class Estimator(ELBO):
         program = self._program(model, guide, args, kwargs)
         if program.probe.guide_enumerated:
             raise ValueError(self._guide_enumeration_refusal(program.probe))
-        weights = compute_log_weights(
-            model,
-            guide,
-            args,
-            kwargs,
-            num_particles=self.particles(),
-            plate_nesting=program.nesting,
-            data_plate=self.data_plate,
-            detach_latents=self.detach_latents,
-            analytic_kl=self.analytic_kl,
-            vectorize=self.vectorize_particles,
-            enumerate_model=bool(program.probe.model_enumerated),
-            structure=program.structure,
-            validate=self._validate if program.structure is None else None,
-        )
+
+        def compute(vectorize: bool) -> LogWeights:
+            return compute_log_weights(
+                model,
+                guide,
+                args,
+                kwargs,
+                num_particles=self.particles(),
+                plate_nesting=program.nesting,
+                data_plate=self.data_plate,
+                detach_latents=self.detach_latents,
+                analytic_kl=self.analytic_kl,
+                vectorize=vectorize,
+                enumerate_model=bool(program.probe.model_enumerated),
+                structure=program.structure,
+                validate=self._validate if program.structure is None else None,
+            )
+
+        try:
+            weights = compute(self.vectorize_particles and not program.loop)
+        except VectorizationError as error:
+            # A program written for particles drawn one at a time (Pyro's own default: it
+            # checks its shapes, or branches on sampled values) runs as written, in a loop.
+            # Should the loop fail as well, its error is the program's own.
+            cause = error.__cause__ or error
+            first_line = (str(cause).splitlines() or [""])[0]  # not Pyro's trace-shape table
+            warnings.warn(
+                f"the program fails with its {self.particles()} particles vectorized "
+                f"({type(cause).__name__}: {first_line}); the {self.name!r} "
+                "estimator runs them one at a time instead (pass vectorize_particles=False to "
+                "say so and silence this warning)",
+                stacklevel=2,
+            )
+            program.loop = True
+            weights = compute(False)
         program.structure = weights.structure
         return weights
 
@@ -349,6 +370,7 @@ class _Program:
     nesting: int
     probe: Probe
     structure: Structure | None = None
+    loop: bool = False  # its particles failed vectorized and run one at a time
 
 
 def leave_one_out_signal(

@@ -61,6 +61,7 @@ __all__ = [
     "DataPlate",
     "LogWeights",
     "Pass",
+    "VectorizationError",
     "compute_log_weights",
     "find_data_plate",
     "plate_nesting",
@@ -566,7 +567,7 @@ def _check_undeclared_dims(site: dict, nesting: int, particle_dim: int | None) -
     dims = {frame.dim for frame in site["cond_indep_stack"] if frame.vectorized}
     for dim in range(-min(len(shape), nesting), 0):
         if count > 1 and shape[dim] == count and dim not in dims:
-            raise ValueError(
+            raise VectorizationError(
                 f"site {site['name']!r} has a log-density of shape {tuple(shape)}: its dim {dim} "
                 f"holds {count} entries, as many as the particles vectorized in a plate at "
                 f"dim={particle_dim}, but is none of its plates' dims {sorted(dims)}. An "
@@ -761,6 +762,11 @@ def learn_structure(
     return structure
 
 
+class VectorizationError(ValueError):
+    """The program failed when its particles ran vectorized in a particle plate (it may run
+    them one at a time: ``vectorize_particles=False``)."""
+
+
 def run_particles(
     model: Callable,
     guide: Callable,
@@ -785,7 +791,7 @@ def run_particles(
         except (RuntimeError, ValueError, IndexError, AssertionError) as error:
             if num_particles == 1:
                 raise
-            raise ValueError(
+            raise VectorizationError(
                 f"{error}\n(raised as {type(error).__name__}: pyro_vi ran the program with "
                 f"{num_particles} particles vectorized in a plate at dim={-plate_nesting - 1}, "
                 "left of its plates; a program that "
@@ -795,28 +801,11 @@ def run_particles(
     # One run per particle, all on the first run's minibatch: a multi-sample bound reduces each
     # datapoint's particles, so every particle must score the same datapoints (as the particle
     # plate of a vectorized run does).
-    first = run_program(
-        model,
-        guide,
-        args,
-        kwargs,
-        num_particles=1,
-        plate_nesting=plate_nesting,
-        detach_samples=detach_latents,
-    )
+    first = run_program(model, guide, args, kwargs, num_particles=1, **options)
     runs = [first]
     for _ in range(num_particles - 1):
         runs.append(
-            run_program(
-                model,
-                guide,
-                args,
-                kwargs,
-                num_particles=1,
-                plate_nesting=plate_nesting,
-                detach_samples=detach_latents,
-                minibatch_of=first,
-            )
+            run_program(model, guide, args, kwargs, num_particles=1, minibatch_of=first, **options)
         )
     return runs
 
