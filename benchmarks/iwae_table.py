@@ -938,6 +938,7 @@ class Table:
             "reproductions": {f"{a}/{r}": v for (a, r), v in REPRODUCTIONS.items()},
             "reading": notes_path.read_text() if notes_path.exists() else None,
             "rows": rows,
+            "paired": paired_differences(out, rows),
         }
 
     def write(self) -> None:
@@ -1016,6 +1017,56 @@ def row_cells(state: dict) -> list[str]:
         fmt(max((c.get("other_cpu_load") or 0 for c in state["chunks"]), default=None), 2),
         status,
     ]
+
+
+def paired_differences(out: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Test-NLL differences between rows evaluated on the same images, with their paired
+    standard error (the standard deviation of the per-image differences / sqrt(n)): far smaller
+    than either row's own error, since the images' difficulty cancels. Each row of a k is
+    compared with the IWAE row of that k, and the VAE at k=1 with every IWAE row. The error
+    covers the test images and the estimate's own noise, not the training seed (one per row)."""
+    values: dict[tuple[str, str], torch.Tensor] = {}
+    settings: dict[tuple[str, str], str] = {}
+    for state in rows:
+        path = out / f"{state['arch']}-{state['row']}" / "evaluation.pt"
+        if state.get("status") != "done" or not path.exists():
+            continue
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        pieces = saved.get("pieces", {})
+        key = (state["arch"], state["row"])
+        values[key] = torch.cat([pieces[str(j)] for j in range(len(pieces))])
+        settings[key] = saved.get("settings", "")
+    pairs = []
+    for (arch, name), _ in values.items():
+        k = Row.parse(name).k
+        references = (
+            [f"iwae-k{k}"]
+            if name != "vae-k1"
+            else [n for (a, n) in values if a == arch and n.startswith("iwae-k")]
+        )
+        for reference in references:
+            other = (arch, reference)
+            if (
+                reference == name
+                or other not in values
+                or settings[other] != settings[(arch, name)]
+            ):
+                continue
+            a, b = -values[(arch, name)], -values[other]
+            if a.shape != b.shape:
+                continue
+            diff = a - b
+            pairs.append(
+                {
+                    "arch": arch,
+                    "row": name,
+                    "reference": reference,
+                    "difference": float(diff.mean()),
+                    "stderr": float(diff.std(correction=1) / math.sqrt(len(diff))),
+                    "images": len(diff),
+                }
+            )
+    return pairs
 
 
 def render(data: dict[str, Any], prefix: Path) -> None:
@@ -1115,6 +1166,21 @@ def render(data: dict[str, Any], prefix: Path) -> None:
     if where:
         lines += ["", "Where the rows ran (each start or resumption):", ""]
         lines += [f"- {text}: {', '.join(dict.fromkeys(names))}" for text, names in where.items()]
+    if data.get("paired"):
+        lines += [
+            "",
+            "Paired differences of test NLL (the same test images and k = 5000 estimates; "
+            "negative: the row beats the reference). The paired standard error covers the images "
+            "and the estimate's noise, not the training seed: each row is one training run.",
+            "",
+            "| arch | row | reference | NLL row - NLL reference | paired s.e. | images |",
+            "|---|---|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {p['arch']} | `{p['row']}` | `{p['reference']}` | {p['difference']:+.3f} | "
+            f"{p['stderr']:.3f} | {p['images']} |"
+            for p in data["paired"]
+        ]
     curves = [r for r in rows if r["curve"]]
     if curves:
         epochs = sorted({round(p["epoch"], 2) for r in curves for p in r["curve"]})
@@ -1362,6 +1428,12 @@ def parser() -> argparse.ArgumentParser:
         help="rewrite the .md and .png from the results JSON; train nothing",
     )
     p.add_argument(
+        "--rewrite",
+        action="store_true",
+        help="rewrite the results JSON, .md and .png from the run folder --out (its rows, "
+        "evaluations and reading.md) on this machine; train nothing",
+    )
+    p.add_argument(
         "--smoke",
         action="store_true",
         help="seconds: 300 images, 2 epochs, small evaluations (a test)",
@@ -1412,6 +1484,12 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(prefix.with_suffix(".json").read_text())
         render(data, prefix)
         print_table(data)
+        return 0
+    if args.rewrite:
+        # The results files again from the run folder (rows, evaluations, reading), on this
+        # machine, without training: e.g. after the code that renders them changed.
+        Table(args, torch.device(args.device), []).write()
+        print_table(json.loads(prefix.with_suffix(".json").read_text()))
         return 0
     try:
         budget = parse_budget(args.budget)

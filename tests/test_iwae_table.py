@@ -130,3 +130,23 @@ def test_killed_row_resumes_where_it_stopped(table, uninterrupted, tmp_path):
     assert load(tmp_path / "one-iwae-k5" / "state.json")["resumptions"] == 1
     with pytest.raises(SystemExit, match="other settings"):
         run(table, *SMOKE[:-1], "4", "--out", str(tmp_path))
+
+
+def test_rewrite_adds_paired_differences(table, uninterrupted, tmp_path):
+    # A second row in a copy of the smoke run folder, then the results rewritten from the
+    # folder: the paired difference is the difference of the two rows' test NLLs (the mean of
+    # per-image differences), with its paired standard error.
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(uninterrupted, out)
+    results = str(out / "rewritten")
+    assert run(table, *SMOKE[:-4], "--rows", "vae-k1", "--budget", "3", "--out", str(out)) == 0
+    assert run(table, "--rewrite", "--out", str(out), "--results", results) == 0
+    data = load(Path(results + ".json"))
+    (pair,) = data["paired"]
+    assert (pair["row"], pair["reference"], pair["images"]) == ("vae-k1", "iwae-k5", 100)
+    nll = {row["row"]: row["final"]["test_nll"] for row in data["rows"]}
+    assert pair["difference"] == pytest.approx(nll["vae-k1"] - nll["iwae-k5"], abs=1e-9)
+    assert pair["stderr"] > 0
+    assert "Paired differences of test NLL" in Path(results + ".md").read_text()
