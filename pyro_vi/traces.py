@@ -193,8 +193,9 @@ def run_program(
             particle plate included): their values are all of their support, broadcast.
         enumerate_guide: Enumerate the guide's marked sites the same way (the context of Pyro's
             TraceEnum_ELBO; used to probe a program, not to compute weights).
-        minibatch_of: An earlier run whose subsample indices this run reuses (the particles of
-            a bound computed one run per particle must score the same datapoints).
+        minibatch_of: An earlier run whose subsample indices this run reuses, the guide's and
+            those of plates only the model enters (the particles of a bound computed one run
+            per particle must score the same datapoints).
 
     Returns:
         The :class:`ProgramTraces`.
@@ -234,7 +235,22 @@ def run_program(
         # Outside the particle plate, so that a site's distribution is broadcast over the
         # particles before its support is enumerated (as Pyro's TraceEnum_ELBO orders them).
         replayed = poutine.enum(replayed, first_available_dim=first_dim)
-    raw_model = poutine.trace(poutine.replay(replayed, trace=raw_guide)).get_trace(*args, **kwargs)
+    replay_trace = raw_guide
+    if minibatch_of is not None:
+        # A subsampled plate that only the model enters (its local latents enumerated out, or
+        # observed sites only) draws its indices in the model: replay those too.
+        own = [
+            (name, site)
+            for name, site in minibatch_of.raw_model_trace.nodes.items()
+            if site["type"] == "sample" and _is_subsample(site) and name not in raw_guide.nodes
+        ]
+        if own:
+            replay_trace = raw_guide.copy()
+            for name, site in own:
+                replay_trace.add_node(name, **site)
+    raw_model = poutine.trace(poutine.replay(replayed, trace=replay_trace)).get_trace(
+        *args, **kwargs
+    )
     return ProgramTraces(
         model_trace=prune_subsample_sites(raw_model),
         guide_trace=prune_subsample_sites(raw_guide),

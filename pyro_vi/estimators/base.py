@@ -180,7 +180,10 @@ class Estimator(ELBO):
         except VectorizationError as error:
             # A program written for particles drawn one at a time (Pyro's own default: it
             # checks its shapes, or branches on sampled values) runs as written, in a loop.
-            # Should the loop fail as well, its error is the program's own.
+            # Should the loop fail as well, its error is the program's own: the failure says
+            # nothing about vectorization (a NaN parameter that Pyro's validation refuses, say),
+            # so the program is not switched to the loop, nor is it warned about.
+            weights = compute(False)
             cause = error.__cause__ or error
             first_line = (str(cause).splitlines() or [""])[0]  # not Pyro's trace-shape table
             warnings.warn(
@@ -191,7 +194,6 @@ class Estimator(ELBO):
                 stacklevel=2,
             )
             program.loop = True
-            weights = compute(False)
         program.structure = weights.structure
         return weights
 

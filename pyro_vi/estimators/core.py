@@ -788,6 +788,8 @@ def run_particles(
     if vectorize or num_particles == 1:
         try:
             return [run_program(model, guide, args, kwargs, num_particles=num_particles, **options)]
+        except torch.cuda.OutOfMemoryError:
+            raise  # not the program's shapes: K particles do not fit (a smaller K, or a loop)
         except (RuntimeError, ValueError, IndexError, AssertionError) as error:
             if num_particles == 1:
                 raise

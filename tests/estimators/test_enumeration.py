@@ -41,6 +41,29 @@ def test_a_model_with_only_enumerated_latents_has_its_exact_evidence(name):
     torch.testing.assert_close(weights.log_w, expected, rtol=0, atol=1e-12)
 
 
+def subsampled_mixture_model(x):
+    with pyro.plate("data", len(x), subsample_size=3) as index:
+        c = pyro.sample("c", dist.Categorical(PROBS), infer={"enumerate": "parallel"})
+        pyro.sample("x", dist.Normal(LOCS[c], NOISE), obs=x[index])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_particles_in_a_loop_share_the_minibatch_of_a_plate_only_the_model_enters(name):
+    # The guide has no site in the subsampled plate (its latent is enumerated out of the model),
+    # so the model draws the indices: each particle run one at a time must still score the first
+    # run's minibatch, or a multi-sample bound reduces particles of different datapoints.
+    x = t([0.3, -1.2, 2.0, 0.9, -0.4, 1.7, 0.1, -2.2])
+    options = {**OPTIONS[name], "vectorize_particles": False}
+    pyro.set_rng_seed(0)
+    weights = get(name, **options).log_weights(subsampled_mixture_model, lambda x: None, x)
+    indices = [run.traces.raw_model_trace.nodes["data"]["value"] for run in weights.passes]
+    assert len(indices) == weights.num_particles > 1
+    for index in indices:
+        torch.testing.assert_close(index, indices[0])
+    expected = mixture_evidence(x[indices[0]]).expand_as(weights.log_w)
+    torch.testing.assert_close(weights.log_w, expected, rtol=0, atol=1e-12)
+
+
 def nested_model(x):
     # A continuous latent per datapoint, a discrete one per datapoint and feature (x is [D, N]
     # under automatic dims: "data" at dim -1, "features" at -2).

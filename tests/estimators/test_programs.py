@@ -424,6 +424,35 @@ def test_unvectorizable_programs_say_so_and_run_in_a_loop(name):
     assert estimator.log_weights(model, guide, x).log_w.shape == (6, 5)
 
 
+@pytest.mark.parametrize("name", ["elbo", "iwae", "dreg"])
+def test_an_error_of_the_loop_as_well_does_not_switch_the_program_to_the_loop(name):
+    # An error that the particle loop raises as well (a NaN parameter that Pyro's validation
+    # refuses, say) is the program's own, not a vectorization failure: it is raised without the
+    # warning that blames vectorization, and once the program is repaired its particles run
+    # vectorized again (not K times as slowly for the rest of training).
+    model, guide = subsampled_pair(batch_size=4)
+    broken = {"now": False}
+
+    def failing_model(x):
+        if broken["now"]:
+            raise ValueError("the program's own error")
+        model(x)
+
+    x = data(8)
+    estimator = get(name, **OPTIONS[name])
+    assert len(estimator.log_weights(failing_model, guide, x).passes) == 1
+    broken["now"] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="the program's own error"):
+            estimator.loss(failing_model, guide, x)
+    broken["now"] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        weights = estimator.log_weights(failing_model, guide, x)
+    assert len(weights.passes) == 1 and weights.num_particles == 6
+
+
 def test_the_loop_gives_the_vectorized_answer_at_the_exact_posterior():
     x = data(8)
     model, guide = subsampled_pair(batch_size=8)

@@ -51,6 +51,17 @@ def _refuses(name, program):
     return name in PATHWISE and not program.reparameterized and has_latent
 
 
+def _weights(name, program, model, guide, vectorize):
+    """The estimator's log-weights of the program, or ``None`` after checking that it refuses
+    the program (a path-gradient estimator and a guide without rsample)."""
+    estimator = get(name, vectorize_particles=vectorize, **OPTIONS[name])
+    if _refuses(name, program):
+        with pytest.raises(ValueError, match="reparameterized"):
+            estimator.loss(model, guide)
+        return None
+    return estimator.log_weights(model, guide)
+
+
 def _pair(program, seed):
     data = program.data(seed)
     return program.model(data), program.guide(data), program.messages(data)[1]
@@ -74,14 +85,12 @@ def test_generator_matches_pyros_trace_elbo(program):
 def test_every_bound_is_the_evidence_on_every_draw(program, name, vectorize):
     model, guide, evidence = _pair(program, 0)
     pyro.set_rng_seed(2)
-    estimator = get(name, vectorize_particles=vectorize, **OPTIONS[name])
-    if _refuses(name, program):
-        with pytest.raises(ValueError, match="reparameterized"):
-            estimator.loss(model, guide)
+    weights = _weights(name, program, model, guide, vectorize)
+    if weights is None:
         return
-    weights = estimator.log_weights(model, guide)
     total = weights.scale * weights.log_w.sum(-1) + weights.offset  # each particle's log w
     torch.testing.assert_close(total, torch.full_like(total, float(evidence)), rtol=0, atol=EXACT)
+    estimator = get(name, vectorize_particles=vectorize, **OPTIONS[name])
     assert -estimator.loss(model, guide) == pytest.approx(float(evidence), abs=EXACT)
 
 
@@ -115,12 +124,9 @@ def test_subsampled_bound_is_the_scaled_evidence_of_the_minibatch(program, name,
     model, guide, _ = _pair(program, 0)
     plate, size = program.subsample
     pyro.set_rng_seed(4)
-    estimator = get(name, vectorize_particles=vectorize, **OPTIONS[name])
-    if _refuses(name, program):
-        with pytest.raises(ValueError, match="reparameterized"):
-            estimator.loss(model, guide)
+    weights = _weights(name, program, model, guide, vectorize)
+    if weights is None:
         return
-    weights = estimator.log_weights(model, guide)
     index = weights.passes[0].traces.raw_guide_trace.nodes[f"p{plate}"]["value"]
     per_entry = program.evidence_per_entry(program.data(0))
     expected = program.sizes[plate] / size * float(per_entry[index].sum())
