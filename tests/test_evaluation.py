@@ -94,6 +94,22 @@ def test_exact_guide_gives_the_exact_evidence(make, num_samples, chunk_size, bat
     torch.testing.assert_close(estimate, model.log_evidence(x), rtol=0, atol=1e-12)
 
 
+def test_a_program_written_for_one_draw_is_evaluated_one_draw_at_a_time():
+    # The model checks its shapes, so its draws cannot run vectorized: log_likelihood draws them
+    # one at a time, with one warning, and still gets the exact evidence.
+    model = make_normal_normal()
+    x = model.sample(6)
+
+    def checking_model(x):
+        z = model.model(x)  # [6, D] as written; [K, 6, D] with K draws vectorized
+        if z.dim() != 2:
+            raise ValueError(f"z has shape {tuple(z.shape)}")
+
+    with pytest.warns(UserWarning, match="draws them one at a time"):
+        estimate = log_likelihood(checking_model, model.guide, x, num_samples=4, chunk_size=2)
+    torch.testing.assert_close(estimate, model.log_evidence(x), rtol=0, atol=1e-12)
+
+
 # -- log_likelihood: a wrong guide ------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from pyro_vi._callables import eval_mode
 from pyro_vi._checks import check_int
 from pyro_vi.estimators.core import (
     LogWeights,
+    VectorizationError,
     check_program,
     compute_log_weights,
     plate_nesting,
@@ -114,7 +115,7 @@ def log_likelihood(
     passes = batches * math.ceil(num_samples / chunk_size)
     bar = progress_bar(None, total=passes, desc="log-likelihood", unit="pass", enabled=progress)
     results = []
-    nesting, structure = None, None
+    nesting, structure, vectorize = None, None, True
     started = time.perf_counter()
     try:
         with torch.inference_mode(), eval_mode(model, guide):
@@ -125,7 +126,7 @@ def log_likelihood(
                 for start in range(0, num_samples, chunk_size):
                     # Pyro's validation (argument and support checks) on the first pass only.
                     with pyro.validation_enabled(structure is None and _validating()):
-                        weights = compute_log_weights(
+                        weights, vectorize = _weights_of_chunk(
                             model,
                             guide,
                             batch,
@@ -134,7 +135,7 @@ def log_likelihood(
                             plate_nesting=nesting,
                             data_plate=data_plate,
                             structure=structure,
-                            validate=_validate if structure is None else None,
+                            vectorize=vectorize,
                         )
                     if structure is None:
                         _warn_if_long(time.perf_counter() - started, passes)
@@ -149,6 +150,53 @@ def log_likelihood(
     finally:
         bar.close()
     return torch.cat(results).clone()  # a normal tensor, usable outside inference mode
+
+
+def _weights_of_chunk(
+    model: Callable,
+    guide: Callable,
+    batch: tuple,
+    kwargs: dict,
+    *,
+    num_particles: int,
+    plate_nesting: int,
+    data_plate: str | None,
+    structure: Any,
+    vectorize: bool,
+) -> tuple[LogWeights, bool]:
+    """One chunk's log-weights, and whether later chunks vectorize their draws: a program that
+    fails with its draws vectorized (it checks its shapes, say) runs them one at a time, with
+    one warning, when that works (as the estimators do)."""
+
+    def compute(vectorized: bool) -> LogWeights:
+        return compute_log_weights(
+            model,
+            guide,
+            batch,
+            kwargs,
+            num_particles=num_particles,
+            plate_nesting=plate_nesting,
+            data_plate=data_plate,
+            structure=structure,
+            validate=_validate if structure is None else None,
+            vectorize=vectorized,
+        )
+
+    if not vectorize:
+        return compute(False), False
+    try:
+        return compute(True), True
+    except VectorizationError as error:
+        weights = compute(False)  # its own error, unwarned, if the loop fails as well
+        cause = error.__cause__ or error
+        first_line = (str(cause).splitlines() or [""])[0]
+        warnings.warn(
+            f"the program fails with its {num_particles} draws vectorized "
+            f"({type(cause).__name__}: {first_line}); log_likelihood draws them one at a time "
+            "instead (slower)",
+            stacklevel=3,
+        )
+        return weights, False
 
 
 def _validating() -> bool:
