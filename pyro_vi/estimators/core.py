@@ -1007,7 +1007,14 @@ def _marginalized_terms(run: Pass) -> tuple[list[tuple[dict, torch.Tensor]], set
             or (run.columns.per_datapoint and frame.name == run.columns.plate.name)
         )
     ]
-    target = frozenset(trace.plate_to_symbol[frame.name] for frame in kept)
+    # A kept plate of size 1 has no dim in the packed tensors (Pyro packs only dims > 1), and
+    # contracting to a plate no factor has fails: keep only the plates that are there.
+    present = {dim for terms in factors.values() for term in terms for dim in term._pyro_dims}
+    target = frozenset(
+        symbol
+        for symbol in (trace.plate_to_symbol[frame.name] for frame in kept)
+        if symbol in present
+    )
     tree = OrderedDict(sorted(factors.items(), key=lambda item: len(item[0])))
     log_marginal = contract_to_tensor(tree, sum_dims, target_ordinal=target)
     log_marginal = packed.unpack(log_marginal, trace.symbol_to_dim)

@@ -49,6 +49,18 @@ class Site:
 
 
 @dataclass(frozen=True)
+class Mixture:
+    """An observed site ``mix`` whose mean is chosen by a model-only discrete latent ``c``,
+    marked ``infer={"enumerate": "parallel"}``: x | c ~ N(locs[c], scale^2) per entry (every
+    event component), c ~ Categorical(probs). Estimators sum c out exactly."""
+
+    plates: tuple[int, ...]
+    probs: tuple[float, ...]
+    locs: tuple[float, ...]
+    scale: float
+
+
+@dataclass(frozen=True)
 class Program:
     sizes: tuple[int, ...]  # plate sizes, in nesting order
     dims: tuple[int, ...] | None  # each plate's dim, or None for automatic dims
@@ -60,6 +72,7 @@ class Program:
     guide_order: tuple[int, ...] | None = None  # the guide's order of the latents (parents first)
     factor: float | None = None  # a pyro.factor outside every plate (a constant term of log p)
     deterministic: bool = False  # the model records pyro.deterministic sites
+    mixture: Mixture | None = None  # an observation with an enumerated discrete latent
 
     # -- shapes -------------------------------------------------------------------------------
 
@@ -70,21 +83,21 @@ class Program:
     def dim_of(self, plate: int) -> int:
         return self.dims[plate] if self.dims is not None else -(plate + 1)
 
-    def layout(self, site: Site) -> tuple[int, ...]:
+    def layout(self, site: Site | Mixture) -> tuple[int, ...]:
         """The full layout: one axis per plate dim (-nesting .. -1), then the event axis."""
         shape = [1] * self.nesting
         for plate in site.plates:
             shape[self.nesting + self.dim_of(plate)] = self.sizes[plate]
         return tuple(shape) + ((self.event,) if self.event else ())
 
-    def batch_shape(self, site: Site) -> tuple[int, ...]:
+    def batch_shape(self, site: Site | Mixture) -> tuple[int, ...]:
         """The batch shape a user writes: the layout without its leading 1s (no event axis)."""
         shape = list(self.layout(site)[: self.nesting])
         while shape and shape[0] == 1:
             shape.pop(0)
         return tuple(shape)
 
-    def run_shape(self, site: Site) -> tuple[int, ...]:
+    def run_shape(self, site: Site | Mixture) -> tuple[int, ...]:
         """The batch shape of the site in a run: the subsampled plate has the minibatch's size."""
         shape = list(self.batch_shape(site))
         if self.subsample and self.subsample[0] in site.plates:
@@ -105,7 +118,7 @@ class Program:
         return made
 
     @contextlib.contextmanager
-    def plates(self, site: Site, made: list):
+    def plates(self, site: Site | Mixture, made: list):
         """Enter the site's plates; yields a function taking a tensor in the site's batch
         layout to its rows of the subsampled plate's minibatch (the identity otherwise)."""
         with contextlib.ExitStack() as stack:
@@ -140,7 +153,22 @@ class Program:
                 if site.masked:
                     keep = torch.rand(self.batch_shape(site), generator=generator) < 0.6
                     data[site.name + "_mask"] = keep
+        if self.mixture is not None:
+            shape = self.batch_shape(self.mixture) + self.event_shape()
+            data["mix"] = 2 * torch.randn(shape, generator=generator, dtype=F64)
         return data
+
+    def _mixture_terms(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
+        """log sum_c p(c) p(x | c) of each entry of the mixture site, in its full layout (the
+        event axis kept with size 1)."""
+        mix = self.mixture
+        x = data["mix"].reshape(self.layout(mix))
+        locs = torch.tensor(mix.locs, dtype=F64).reshape((-1,) + (1,) * x.dim())
+        log_px = dist.Normal(locs, mix.scale).log_prob(x)  # [C, *layout]
+        if self.event:
+            log_px = log_px.sum(-1, keepdim=True)
+        log_pc = torch.tensor(mix.probs, dtype=F64).log().reshape((-1,) + (1,) * x.dim())
+        return torch.logsumexp(log_pc + log_px, dim=0)
 
     def _weight(self, site: Site, data: dict[str, torch.Tensor]) -> torch.Tensor:
         """An observed site's scale times its mask, in its full layout."""
@@ -200,6 +228,10 @@ class Program:
                 incoming[site.parent][k] = incoming[site.parent][k] + term
         if self.factor is not None:
             evidence = evidence + self.factor
+        if self.mixture is not None:
+            terms = self._mixture_terms(data)
+            evidence = evidence + terms.sum()
+            roots.append(terms)
         return incoming, evidence, roots
 
     # -- the Pyro programs --------------------------------------------------------------------
@@ -234,6 +266,18 @@ class Program:
                             pyro.deterministic(site.name + "_twice", 2 * values[site.name])
             if self.factor is not None:
                 pyro.factor("constant", torch.tensor(self.factor, dtype=F64))
+            if self.mixture is not None:
+                mix = self.mixture
+                with self.plates(mix, made) as select:
+                    probs = torch.tensor(mix.probs, dtype=F64)
+                    c = pyro.sample("c", dist.Categorical(probs), infer={"enumerate": "parallel"})
+                    loc = torch.tensor(mix.locs, dtype=F64)[c]
+                    if self.event:
+                        loc = loc.unsqueeze(-1).expand(*loc.shape, self.event)
+                    fn = dist.Normal(loc, torch.tensor(mix.scale, dtype=F64))
+                    if self.event:
+                        fn = fn.to_event(1)
+                    pyro.sample("mix", fn, obs=select(data["mix"]))
 
         return model
 
@@ -345,6 +389,26 @@ def programs(draw, max_sites: int = 5, subsampled: bool = False) -> Program:
         guide_order=draw(_topological_orders(sites)),
         factor=draw(st.one_of(st.none(), st.floats(-3.0, 3.0))),
         deterministic=draw(st.booleans()),
+        mixture=draw(st.one_of(st.none(), _mixtures(nesting, automatic, subsample))),
+    )
+
+
+@st.composite
+def _mixtures(draw, nesting: int, automatic: bool, subsample: tuple | None) -> Mixture:
+    """A mixture observation in random plates (the subsampled one included)."""
+    base = {subsample[0]} if subsample else set()
+    if automatic:
+        plates = tuple(range(draw(st.integers(len(base), nesting))))
+    else:
+        extra = draw(st.sets(st.sampled_from(range(nesting))) if nesting else st.just(set()))
+        plates = tuple(sorted(base | extra))
+    count = draw(st.integers(2, 3))
+    weights = [draw(st.floats(0.2, 1.0)) for _ in range(count)]
+    return Mixture(
+        plates=plates,
+        probs=tuple(w / sum(weights) for w in weights),
+        locs=tuple(draw(st.floats(-3.0, 3.0)) for _ in range(count)),
+        scale=draw(st.floats(0.5, 2.0)),
     )
 
 

@@ -41,6 +41,19 @@ def test_a_model_with_only_enumerated_latents_has_its_exact_evidence(name):
     torch.testing.assert_close(weights.log_w, expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_a_batch_of_one_datapoint_with_an_enumerated_latent(name, vectorize):
+    # A data plate of size 1 (batch_size=1, or an epoch's last batch) has no dim in Pyro's
+    # packed tensors; contracting the enumerated latent to that plate raised KeyError (found by
+    # the random-program property test).
+    x = t([0.7])
+    options = {**OPTIONS[name], "vectorize_particles": vectorize}
+    weights = get(name, **options).log_weights(mixture_model, lambda x: None, x)
+    expected = mixture_evidence(x).expand_as(weights.log_w)
+    torch.testing.assert_close(weights.log_w, expected, rtol=0, atol=1e-12)
+
+
 def subsampled_mixture_model(x):
     with pyro.plate("data", len(x), subsample_size=3) as index:
         c = pyro.sample("c", dist.Categorical(PROBS), infer={"enumerate": "parallel"})
