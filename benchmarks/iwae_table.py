@@ -33,7 +33,10 @@ keeps its share 3^i / 3280 of the training (at 100 epochs: 0.03, 0.09, 0.27, 0.8
 22.2 and 66.7 epochs). The learning rate is set before every step, so stages may end inside an
 epoch. A time budget does the same with training seconds in place of steps. ``--truncate
 prefix`` instead runs the paper's schedule from its start and stops at the budget (100 epochs:
-stages 0-3, then 60 epochs of stage 4); it takes an epoch budget only.
+stages 0-3, then 60 epochs of stage 4); ``--truncate tail`` runs the paper's stages whole while
+they fit and compresses the stages left into what remains, in the paper's proportions, so that
+training still ends at the paper's last rate (328 epochs: stages 0-4 whole, 121 epochs, then
+stages 5-7 in 16, 48 and 143 epochs). Both take an epoch budget only.
 
 Rows (``--rows``): ``vae-k1``, and at k = 5 and 50: ``vae-kK`` (the ELBO averaged over K samples,
 the paper's "VAE k"), ``iwae-kK``, ``dreg-kK``, ``stl-kK`` (the ELBO of K samples with the
@@ -265,11 +268,27 @@ class Schedule:
             total = int(budget["epochs"]) * steps_per_epoch
             if truncate == "prefix":
                 self.ends = [min(total, c * steps_per_epoch) for c in cumulative]
+            elif truncate == "tail":
+                # Whole stages while they fit, then the stages left share what remains in the
+                # paper's proportions, so that training still ends at the paper's last rate.
+                whole = max(
+                    (i for i, c in enumerate(cumulative) if c * steps_per_epoch <= total),
+                    default=-1,
+                )
+                start = cumulative[whole] * steps_per_epoch if whole >= 0 else 0
+                done = cumulative[whole] if whole >= 0 else 0
+                rest = cumulative[-1] - done
+                self.ends = [
+                    c * steps_per_epoch
+                    if i <= whole
+                    else start + round((total - start) * (c - done) / rest)
+                    for i, c in enumerate(cumulative)
+                ]
             else:
                 self.ends = [round(total * c / PAPER_EPOCHS) for c in cumulative]
         else:
-            if truncate == "prefix":
-                raise ValueError("--truncate prefix needs a budget in epochs, not in time")
+            if truncate in ("prefix", "tail"):
+                raise ValueError(f"--truncate {truncate} needs a budget in epochs, not in time")
             total = budget["seconds"]
             self.ends = [total * c / PAPER_EPOCHS for c in cumulative]
         self.total = total
@@ -1346,7 +1365,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--truncate",
-        choices=["proportional", "prefix"],
+        choices=["proportional", "prefix", "tail"],
         default="proportional",
         help="how a shorter budget cuts the paper's schedule (module docstring)",
     )

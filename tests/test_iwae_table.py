@@ -65,6 +65,12 @@ def test_truncated_schedules(table):
     assert proportional.lr(0) == 1e-3 and proportional.ends[-1] == 300000
     prefix = table.Schedule({"epochs": 100}, 3000, 1e-3, "prefix")
     assert [s["epochs"] for s in prefix.stages(3000)] == [1, 3, 9, 27, 60, 0, 0, 0]
+    tail = table.Schedule({"epochs": 100}, 3000, 1e-3, "tail")
+    # Stages 0-3 whole (40 epochs), stages 4-7 sharing the other 60 as 81 : 243 : 729 : 2187.
+    assert [s["epochs"] for s in tail.stages(3000)] == [1, 3, 9, 27, 1.5, 4.5, 13.5, 40.5]
+    assert tail.ends[-1] == 300000 and tail.lr(299999) == pytest.approx(1e-4)
+    full = table.Schedule({"epochs": 3280}, 3000, 1e-3, "tail")
+    assert full.ends == table.Schedule({"epochs": 3280}, 3000, 1e-3, "proportional").ends
     timed = table.Schedule({"seconds": 3280.0}, 3000, 1e-3, "proportional")
     assert timed.lr(0.5) == 1e-3 and timed.lr(1.5) == pytest.approx(1e-3 * 10 ** (-1 / 7))
     with pytest.raises(ValueError, match="prefix"):
