@@ -49,13 +49,14 @@ class Prior(nn.Module):
         return f"latent_dim={self.latent_dim}"
 
 
-class StandardNormal(dist.Normal):
+class _StandardNormal(dist.Normal):
     """N(0, 1) in every entry, with a cheaper log-density: log p(z) = -z^2 / 2 - log(2 pi) / 2.
 
     torch's general formula computes log sigma, sigma^2 and a division for every entry (and their
     backward), all identically 0, 1 and 1 here; every training step scores the prior, so the
     saving is paid back each step. Same value and same gradient in z; a ``Normal`` for everything
-    else (sampling, ``expand``, the closed-form KL).
+    else (sampling, ``expand``, the closed-form KL). Private: its ``log_prob`` ignores ``loc`` and
+    ``scale``, which :class:`StandardNormalPrior` alone builds, as 0 and 1.
     """
 
     _half_log_2pi = 0.5 * math.log(2 * math.pi)
@@ -80,7 +81,7 @@ class StandardNormalPrior(Prior):
     closed_form_kl = True
 
     def forward(self, like: torch.Tensor) -> dist.TorchDistribution:
-        return StandardNormal(like.new_zeros(self.latent_dim), 1.0).to_event(1)
+        return _StandardNormal(like.new_zeros(self.latent_dim), 1.0).to_event(1)
 
 
 class GaussianMixture(dist.MixtureSameFamily):
