@@ -184,11 +184,9 @@ class Estimator(ELBO):
             # nothing about vectorization (a NaN parameter that Pyro's validation refuses, say),
             # so the program is not switched to the loop, nor is it warned about.
             weights = compute(False)
-            cause = error.__cause__ or error
-            first_line = (str(cause).splitlines() or [""])[0]  # not Pyro's trace-shape table
             warnings.warn(
                 f"the program fails with its {self.particles()} particles vectorized "
-                f"({type(cause).__name__}: {first_line}); the {self.name!r} "
+                f"({error.reason()}); the {self.name!r} "
                 "estimator runs them one at a time instead (pass vectorize_particles=False to "
                 "say so and silence this warning)",
                 stacklevel=2,

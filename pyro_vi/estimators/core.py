@@ -766,6 +766,12 @@ class VectorizationError(ValueError):
     """The program failed when its particles ran vectorized in a particle plate (it may run
     them one at a time: ``vectorize_particles=False``)."""
 
+    def reason(self) -> str:
+        """The program's own error in one line ("ValueError: ..."), without the trace-shape
+        table Pyro appends to it."""
+        cause = self.__cause__ or self
+        return f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0]}"
+
 
 def run_particles(
     model: Callable,

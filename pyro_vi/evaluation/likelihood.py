@@ -188,12 +188,9 @@ def _weights_of_chunk(
         return compute(True), True
     except VectorizationError as error:
         weights = compute(False)  # its own error, unwarned, if the loop fails as well
-        cause = error.__cause__ or error
-        first_line = (str(cause).splitlines() or [""])[0]
         warnings.warn(
             f"the program fails with its {num_particles} draws vectorized "
-            f"({type(cause).__name__}: {first_line}); log_likelihood draws them one at a time "
-            "instead (slower)",
+            f"({error.reason()}); log_likelihood draws them one at a time instead (slower)",
             stacklevel=3,
         )
         return weights, False
