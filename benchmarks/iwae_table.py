@@ -1507,8 +1507,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.rewrite:
         # The results files again from the run folder (rows, evaluations, reading), on this
         # machine, without training: e.g. after the code that renders them changed.
-        Table(args, torch.device(args.device), []).write()
-        print_table(json.loads(prefix.with_suffix(".json").read_text()))
+        data = Table(args, torch.device(args.device), []).results()
+        path = prefix.with_suffix(".json")
+        if path.exists():  # the command that trained the rows, not this one
+            data["command"] = json.loads(path.read_text()).get("command", data["command"])
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, data)
+        render(data, prefix)
+        print_table(data)
         return 0
     try:
         budget = parse_budget(args.budget)
