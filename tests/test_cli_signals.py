@@ -43,8 +43,16 @@ def _run(*argv: str) -> subprocess.CompletedProcess:
 
 
 def _start(command: list[str]) -> subprocess.Popen:
+    # SIGINT back to its default in the child: a test run started in the background of a
+    # non-interactive shell (nohup, `&`) ignores SIGINT, and a child inherits that, so Ctrl-C
+    # would never reach it.
     return subprocess.Popen(
-        command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
