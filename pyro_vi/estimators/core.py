@@ -228,13 +228,15 @@ class Pass:
             return term.expand(self.num_particles, columns.plate.size), True
         return term.expand(self.num_particles), False
 
-    def arrange(self, terms: Sequence[tuple[dict, torch.Tensor]]) -> tuple[torch.Tensor, Any]:
+    def arrange(
+        self, terms: Sequence[tuple[dict, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-site terms (sign included) arranged like ``log_w``: ``([K, M], offset)``.
 
         The offset collects terms outside the data plate when the columns are per datapoint
-        (they do not depend on the particles' latents; their mean over particles is taken).
+        (they do not depend on the particles' latents; their mean over particles is taken);
+        ``None`` when there are none.
         """
-        zero = self.zero
         local, outside = None, None
         for site, term in terms:
             value, is_local = self.reduce_site(site, term)
@@ -244,14 +246,13 @@ class Pass:
                 outside = value if outside is None else outside + value
         count = self.num_particles
         if not self.columns.per_datapoint:
-            joint = zero.expand(count) if outside is None else outside
+            joint = self.zero.expand(count) if outside is None else outside
             if local is not None:  # not reached: joint columns have no local terms
                 joint = joint + local.sum(-1)
-            return joint.unsqueeze(-1), zero
+            return joint.unsqueeze(-1), None
         if local is None:
-            local = zero.expand(count, self.columns.plate.size)
-        offset = outside.mean(0) if outside is not None else zero
-        return local, offset
+            local = self.zero.expand(count, self.columns.plate.size)
+        return local, None if outside is None else outside.mean(0)
 
     @property
     def zero(self) -> torch.Tensor:
@@ -875,15 +876,14 @@ def compute_log_weights(
     columns = choose_columns(runs[0], data_plate, structure.dependent_sites)
     passes = [Pass(run, columns, plate_nesting) for run in runs]
     rows, score_rows, offsets = [], [], []
-    offset_is_zero = True
+    offset_is_zero = True  # no site outside the data plate: the bound need not add an offset
     score_sites: tuple[str, ...] = ()
     for run in passes:
         run.model_terms, run.guide_terms = _log_weight_terms(run, analytic_kl, structure.unordered)
-        terms = run.model_terms + run.guide_terms
-        log_w, offset = run.arrange(terms)
-        offset_is_zero = offset_is_zero and not _has_outside_terms(run, terms)
+        log_w, offset = run.arrange(run.model_terms + run.guide_terms)
         rows.append(log_w)
-        offsets.append(offset)
+        offsets.append(run.zero if offset is None else offset)
+        offset_is_zero = offset_is_zero and offset is None
         score_terms = [
             (site, log_prob_of(site))
             for site in run.guide_trace.nodes.values()
@@ -914,14 +914,6 @@ def compute_log_weights(
         structure=structure,
         _guide_call=(guide, args, kwargs),
     )
-
-
-def _has_outside_terms(run: Pass, terms: Sequence[tuple[dict, torch.Tensor]]) -> bool:
-    """Whether some term goes into the offset (a site outside the per-datapoint columns)."""
-    columns = run.columns
-    if not columns.per_datapoint:
-        return False
-    return any(columns.plate.name not in plate_names(site) for site, _ in terms)
 
 
 def _log_weight_terms(
