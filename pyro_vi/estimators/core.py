@@ -771,7 +771,8 @@ class VectorizationError(ValueError):
         """The program's own error in one line ("ValueError: ..."), without the trace-shape
         table Pyro appends to it."""
         cause = self.__cause__ or self
-        return f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0]}"
+        line = (str(cause).splitlines() or [""])[0]
+        return f"{type(cause).__name__}: {line}" if line else type(cause).__name__
 
 
 def run_particles(
