@@ -143,6 +143,20 @@ class _DetachSamples(Messenger):
             msg["value"] = msg["value"].detach()
 
 
+class _FirstOfSequence(Messenger):
+    """Give each site marked ``infer={"enumerate": "sequential"}`` the first value of its
+    support, as the first of the runs Pyro's TraceEnum_ELBO makes one value at a time (with
+    ``expand=False`` the value keeps a size-1 dim for each batch dim). Only for runs that look
+    at a program's structure: code checking its shapes then sees what it was written for."""
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if msg["done"] or msg["is_observed"] or msg["infer"].get("enumerate") != "sequential":
+            return
+        support = msg["fn"].enumerate_support(expand=msg["infer"].get("expand", False))
+        msg["value"] = support[0]
+        msg["done"] = True
+
+
 @dataclass
 class ProgramTraces:
     """The guide's trace and the model's trace replayed against it, subsample sites pruned.
@@ -191,8 +205,9 @@ def run_program(
         enumerate_model: Enumerate the model's latents marked ``infer={"enumerate":
             "parallel"}`` that the guide does not sample, in dims left of every plate (the
             particle plate included): their values are all of their support, broadcast.
-        enumerate_guide: Enumerate the guide's marked sites the same way (the context of Pyro's
-            TraceEnum_ELBO; used to probe a program, not to compute weights).
+        enumerate_guide: Enumerate the guide's marked sites the same way, a sequential one at
+            its first value (the context of Pyro's TraceEnum_ELBO; used to probe a program, not
+            to compute weights).
         minibatch_of: An earlier run whose subsample indices this run reuses, the guide's and
             those of plates only the model enters (the particles of a bound computed one run
             per particle must score the same datapoints).
@@ -215,7 +230,7 @@ def run_program(
     first_dim = -plate_nesting - (2 if particle_dim is not None else 1)
     guided = vectorized(guide)
     if enumerate_guide:
-        guided = poutine.enum(guided, first_available_dim=first_dim)
+        guided = poutine.enum(_FirstOfSequence()(guided), first_available_dim=first_dim)
     if minibatch_of is not None:
         indices = poutine.Trace()
         for name, site in minibatch_of.raw_guide_trace.nodes.items():
@@ -234,7 +249,10 @@ def run_program(
     if enumerate_model:
         # Outside the particle plate, so that a site's distribution is broadcast over the
         # particles before its support is enumerated (as Pyro's TraceEnum_ELBO orders them).
-        replayed = poutine.enum(replayed, first_available_dim=first_dim)
+        # After an enumerated guide, the model's dims go left of the guide's: the allocator
+        # keeps its state, as in TraceEnum_ELBO (a program checking its shapes expects that).
+        start = None if enumerate_guide else first_dim
+        replayed = poutine.enum(replayed, first_available_dim=start)
     replay_trace = raw_guide
     if minibatch_of is not None:
         # A subsampled plate that only the model enters (its local latents enumerated out, or
@@ -322,15 +340,19 @@ def probe_program(
         except Exception:
             if not in_context:
                 raise
-            # The program does not run in that context: perhaps it is written for enumeration
-            # that Pyro's TraceEnum_ELBO would do, or for one particle. Its structure as written
-            # decides (a real pass in the context will then say what is wrong).
-            try:
-                traces = run_program(model, guide, args, kwargs)
-            except Exception:
-                pass
-            else:
+            # The program does not run in that context: perhaps it is written for one particle
+            # (enumerated as Pyro's TraceEnum_ELBO would, or not at all). Its structure in the
+            # first context it runs in decides (a real pass will then say what is wrong).
+            fallbacks = [{**in_context, "num_particles": 1}, {}]
+            if num_particles == 1:
+                fallbacks.pop(0)
+            for context in fallbacks:
+                try:
+                    traces = run_program(model, guide, args, kwargs, **context)
+                except Exception:
+                    continue
                 in_context = {}
+                break
             if in_context:
                 raise
     dims = [

@@ -204,3 +204,73 @@ def test_shapes_checked_by_the_program_see_the_real_context():
     for name in ("elbo", "iwae", "dreg"):
         loss = get(name, num_particles=10, max_plate_nesting=2).loss(model, guide)
         assert loss == loss  # ran, not NaN
+
+
+ENUMERATE = {"enumerate": "parallel"}
+
+
+def chain_model():
+    # Pyro's test_enum_in_model_ok: the program asserts the dims TraceEnum_ELBO gives its
+    # enumerated sites, the model's left of the guide's.
+    p = pyro.param("p", t(0.25))
+    a = pyro.sample("a", dist.Bernoulli(p))
+    b = pyro.sample("b", dist.Bernoulli(p + a / 2))
+    c = pyro.sample("c", dist.Bernoulli(p + b / 2), infer=ENUMERATE)
+    d = pyro.sample("d", dist.Bernoulli(p + c / 2))
+    e = pyro.sample("e", dist.Bernoulli(p + d / 2))
+    f = pyro.sample("f", dist.Bernoulli(p + e / 2), infer=ENUMERATE)
+    pyro.sample("g", dist.Bernoulli(p + f / 2), obs=t(0.0))
+    shapes = (b.shape, c.shape, d.shape, e.shape, f.shape)
+    assert shapes == ((2,), (2, 1, 1), (2,), (2, 1), (2, 1, 1, 1))
+
+
+def chain_guide():
+    p = pyro.param("p", t(0.25))
+    a = pyro.sample("a", dist.Bernoulli(p))
+    b = pyro.sample("b", dist.Bernoulli(p + a / 2), infer=ENUMERATE)
+    d = pyro.sample("d", dist.Bernoulli(p + b / 2))
+    e = pyro.sample("e", dist.Bernoulli(p + d / 2), infer=ENUMERATE)
+    assert (b.shape, d.shape, e.shape) == ((2,), (2,), (2, 1))
+
+
+def test_a_program_asserting_trace_enum_dims_runs_with_elbo():
+    # The first run that inspects the program enumerates the model's sites left of the
+    # guide's, as TraceEnum_ELBO does; it used to restart the model's dims at the guide's and
+    # crash on the program's own assert.
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    with pytest.warns(UserWarning, match="TraceEnum_ELBO"):
+        ours = get("elbo", max_plate_nesting=0).loss(chain_model, chain_guide)
+    pyro.set_rng_seed(0)
+    theirs = TraceEnum_ELBO(max_plate_nesting=0).loss(chain_model, chain_guide)
+    assert ours == pytest.approx(theirs, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "elbo"])
+def test_a_program_asserting_trace_enum_dims_for_one_particle_is_refused_clearly(name):
+    # With K vectorized particles the program's asserts fail, and run without enumeration they
+    # fail too; it runs with one particle, so the refusal of the guide's enumeration is what
+    # the user sees, not the program's AssertionError.
+    pyro.clear_param_store()
+    estimator = get(name, **OPTIONS[name], max_plate_nesting=0)
+    with pytest.raises(ValueError, match=r"guide marks \['b', 'e'\] for enumeration"):
+        estimator.loss(chain_model, chain_guide)
+
+
+def test_a_program_checking_sequential_enumeration_shapes_is_probed_as_trace_enum_runs_it():
+    # Pyro's test_enumerate_parallel_plate_ok with enumerate="sequential", expand=False: each
+    # run of TraceEnum_ELBO gives a sequential site one value of its support, with a size-1 dim
+    # for each plate; the program asserts it. The first run that inspects the program does so
+    # too (it used to draw the site, and crash on the assert).
+    def model():
+        with pyro.plate("outer", 3):
+            x = pyro.sample("x", dist.Categorical(torch.ones(3, 4) / 4))
+            assert x.shape == (1,)
+
+    guide = pyro.infer.config_enumerate(model, "sequential", expand=False)
+    with pytest.warns(UserWarning, match="TraceEnum_ELBO"):
+        ours = get("elbo", max_plate_nesting=1).loss(model, guide)
+    theirs = TraceEnum_ELBO(max_plate_nesting=1).loss(model, guide)
+    assert ours == pytest.approx(theirs, rel=1e-12)
+    with pytest.raises(ValueError, match=r"guide marks \['x'\] for enumeration"):
+        get("iwae", num_particles=3, max_plate_nesting=1).loss(model, guide)
