@@ -8,9 +8,11 @@ with E[IWAE_K] <= E[IWAE_{K+1}] <= log p(x) (Burda et al. 2016, Theorem 1).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
+from pyro_vi import _noise_scoring
 from pyro_vi._checks import check_int
 from pyro_vi.estimators.base import Estimator
 from pyro_vi.estimators.core import LogWeights
@@ -107,6 +109,14 @@ class DReG(IWAE):
     name = "dreg"
     requires_reparam = True
     guide_factors = False
+
+    def _prepare(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
+        # The one-pass surrogate rescales the gradient that reaches z: every path from the
+        # guide's parameters to log q must then go through z, as the general formula's does.
+        with _noise_scoring.through_samples():
+            return super()._prepare(model, guide, args, kwargs)
 
     def guide_surrogate(self, weights: LogWeights) -> torch.Tensor:
         normalized = torch.softmax(weights.log_w.detach(), dim=0)

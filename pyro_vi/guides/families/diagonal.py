@@ -10,6 +10,7 @@ from torch import nn
 from torch.distributions.utils import _standard_normal
 from torch.nn.functional import softplus
 
+from pyro_vi import _noise_scoring
 from pyro_vi._checks import check_float
 from pyro_vi.guides.families.base import Family
 
@@ -65,8 +66,10 @@ class NoiseNormal(dist.Normal):
     backward pass that touches only log sigma (the hand-written VAE step computes log q this
     way). Any other value (a detached copy, a replayed or observed one) is scored by the general
     formula, so a gradient taken through z alone, as STL and DReG take it by re-scoring a
-    detached sample, is unchanged. The noise drawn and the sample are those of
-    ``Normal.rsample``.
+    detached sample, is unchanged. The gradient of log q then reaches (mu, sigma) without
+    passing through z: inside :func:`pyro_vi._noise_scoring.through_samples` (DReG's one-pass
+    gradient, which rescales what reaches z) the general formula is used. The noise drawn and
+    the sample are those of ``Normal.rsample``.
     """
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008
@@ -78,7 +81,7 @@ class NoiseNormal(dist.Normal):
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         drawn = getattr(self, "_drawn", None)  # an expanded copy starts without one
-        if drawn is not None and value is drawn[0]:
+        if drawn is not None and value is drawn[0] and _noise_scoring.enabled():
             noise = drawn[1]
             return -0.5 * noise.square() - self.scale.log() - _HALF_LOG_2PI
         return super().log_prob(value)
