@@ -11,6 +11,7 @@ real difference in the estimator, such as a missing or extra term.
 
 import importlib.util
 import json
+import subprocess
 from pathlib import Path
 
 import pyro
@@ -128,3 +129,15 @@ def test_handwritten_gradient_matches_library(speed, name, num_particles, one_ba
     for param, grad in zip(params, expected, strict=True):
         scale = float(grad.abs().max())
         torch.testing.assert_close(param.grad, grad, rtol=1e-9, atol=1e-9 * scale)
+
+
+DEVICE_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "device_check.sh"
+
+
+def test_device_check_script_parses_and_names_its_modes():
+    # The script runs for real only where a GPU is lent (and as DEVICE=cpu SMOKE=1 by hand,
+    # minutes); here: bash accepts it, and a wrong mode is refused with its usage.
+    subprocess.run(["bash", "-n", str(DEVICE_CHECK)], check=True)
+    done = subprocess.run(["bash", str(DEVICE_CHECK), "train"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "prepare|run" in done.stderr
