@@ -230,7 +230,9 @@ def run_program(
     first_dim = -plate_nesting - (2 if particle_dim is not None else 1)
     guided = vectorized(guide)
     if enumerate_guide:
-        guided = poutine.enum(_FirstOfSequence()(guided), first_available_dim=first_dim)
+        # The enum handler sees each site first (and books a sequential one in its markov
+        # scopes), as under TraceEnum_ELBO's queue, which lies outside its enum handler.
+        guided = _FirstOfSequence()(poutine.enum(guided, first_available_dim=first_dim))
     if minibatch_of is not None:
         indices = poutine.Trace()
         for name, site in minibatch_of.raw_guide_trace.nodes.items():
