@@ -31,6 +31,8 @@ import torch
 from hypothesis import strategies as st
 from pyro import poutine
 
+from pyro_vi.guides.families.diagonal import NoiseNormal
+
 F64 = torch.float64
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -69,6 +71,7 @@ class Program:
     expand: bool  # the model expands its distributions to the plates itself
     subsample: tuple[int, int] | None = None  # (plate, subsample size): every site lies in it
     reparameterized: bool = True  # False: the guide's Normals without rsample (score gradients)
+    noise_scored: bool = False  # the guide's Normals score their own samples from the noise
     guide_order: tuple[int, ...] | None = None  # the guide's order of the latents (parents first)
     factor: float | None = None  # a pyro.factor outside every plate (a constant term of log p)
     deterministic: bool = False  # the model records pyro.deterministic sites
@@ -308,6 +311,8 @@ class Program:
                         loc = loc + pyro.param(site.name + "_shift", zero)
                         scale = scale * pyro.param(site.name + "_log_scale", zero).exp()
                     normal = dist.Normal if self.reparameterized else ScoreNormal
+                    if self.reparameterized and self.noise_scored:
+                        normal = NoiseNormal  # the diagonal guide family's distribution
                     fn = normal(loc, scale)
                     if self.event:
                         fn = fn.to_event(1)
@@ -386,6 +391,7 @@ def programs(draw, max_sites: int = 5, subsampled: bool = False) -> Program:
         expand=draw(st.booleans()),
         subsample=subsample,
         reparameterized=draw(st.booleans()),
+        noise_scored=draw(st.booleans()),
         guide_order=draw(_topological_orders(sites)),
         factor=draw(st.one_of(st.none(), st.floats(-3.0, 3.0))),
         deterministic=draw(st.booleans()),
