@@ -141,3 +141,66 @@ def test_device_check_script_parses_and_names_its_modes():
     done = subprocess.run(["bash", str(DEVICE_CHECK), "train"], capture_output=True, text=True)
     assert done.returncode == 2
     assert "prepare|run" in done.stderr
+
+
+# -- step_overhead.py ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def overhead():
+    spec = importlib.util.spec_from_file_location("step_overhead", BENCHMARKS / "step_overhead.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("program", ["library", "user"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_overhead_floor_computes_the_library_elbo(overhead, program, k):
+    """The floor variant times the same objective as the others: for the same parameters and
+    noise (float64, same seed) its loss is pyro_vi's ELBO loss and Pyro's Trace_ELBO loss, up to
+    summation order."""
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    x = (torch.rand(6, 1, 28, 28) < 0.13).double()
+    vae, encoder = iwae_mlp_vae()
+    vae.double()
+    encoder.double()
+    with pyro.poutine.block():
+        encoder(x)
+    model, guide = (vae, encoder) if program == "library" else overhead.user_program(vae, encoder)
+    elbo = estimators.get("elbo", num_particles=k)
+    trace_elbo = pyro.infer.Trace_ELBO(
+        num_particles=k, vectorize_particles=k > 1, max_plate_nesting=1
+    )
+    losses = []
+    for compute in (
+        lambda: overhead.pyro_floor_loss(model, guide, x, k),
+        lambda: elbo.differentiable_loss(model, guide, x),
+        lambda: trace_elbo.differentiable_loss(model, guide, x),
+    ):
+        pyro.set_rng_seed(1)
+        losses.append(float(compute().detach()))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-12)
+    assert losses[2] == pytest.approx(losses[0], rel=1e-12)
+
+
+def test_overhead_smoke_writes_valid_json(overhead, tmp_path):
+    result = overhead.main(["--smoke", "--out", str(tmp_path)])
+    loaded = json.loads(
+        (tmp_path / "step_overhead_cpu_smoke.json").read_text(), parse_constant=pytest.fail
+    )
+    assert loaded == json.loads(json.dumps(result))
+    assert {(row["program"], row["K"]) for row in loaded["rows"]} == {
+        (program, k) for program in overhead.PROGRAMS for k in overhead.DEFAULT_KS
+    }
+    for row in loaded["rows"]:
+        assert set(row["variants"]) == set(overhead.VARIANTS)
+        assert all(v["ms_median"] > 0 for v in row["variants"].values())
+        assert row["ratios_to_torch"]["torch"] == 1.0
+        assert set(row["overhead_ms"]) == {
+            "pyro_runtime",
+            "pyro_vi_core",
+            "pyro_trace_elbo_over_floor",
+        }
+    assert (tmp_path / "step_overhead_cpu_smoke.md").read_text().count("\n|") >= 5

@@ -109,14 +109,20 @@ def is_fused(optimizer: torch.optim.Optimizer) -> bool:
     )
 
 
+#: Steps whose on-device flags are kept before they are folded into the guard's counters.
+FOLD_EVERY = 256
+
+
 class NonFiniteGuard:
     """Keeps non-finite steps out of the parameters, and tells which step went wrong.
 
     With a fused Adam, each step's loss is checked *on the device*: the optimizer skips the step
-    when the loss is NaN or infinite (its ``found_inf``), and the guard counts such steps and
-    remembers the first, all without a host synchronization. Other optimizers are checked on
-    the host before their step. Either way, :meth:`report` (called every so many steps and at
-    each epoch's end) returns the first bad step since the last report, or ``None``.
+    when the loss is NaN or infinite (its ``found_inf``), and the guard keeps the step's flag,
+    all without a host synchronization. The flags are folded into a count and the first bad step
+    every :data:`FOLD_EVERY` steps and at each report (two small operations a step, a few a
+    fold). Other optimizers are checked on the host before their step. Either way,
+    :meth:`report` (called every so many steps and at each epoch's end) returns the first bad
+    step since the last report, or ``None``.
     """
 
     def __init__(
@@ -128,21 +134,28 @@ class NonFiniteGuard:
         self.optimizer = optimizer
         self.agree = agree
         self.on_device = optimizer is not None and is_fused(optimizer)
-        self._count = torch.zeros((), device=device)
-        self._first = torch.full((), -1.0, device=device)
+        # found_inf is read as float32 by the fused kernels.
+        self._good = torch.zeros((), dtype=torch.float32, device=device)
+        self._bad = torch.ones((), dtype=torch.float32, device=device)
+        self._count = torch.zeros((), dtype=torch.float32, device=device)
+        self._first = torch.full((), -1.0, dtype=torch.float64, device=device)
+        self._flags: list[torch.Tensor] = []
+        self._steps: list[int] = []
         self._host_first: int | None = None
 
     def step(self, loss: torch.Tensor, step: int) -> None:
         """The optimizer step for ``loss`` (already backpropagated), unless it is non-finite."""
         if self.on_device:
-            bad = (~torch.isfinite(loss.detach())).to(self._count.dtype)
+            bad = torch.where(torch.isfinite(loss.detach()), self._good, self._bad)
             if self.agree is not None:  # data-parallel: skip on every rank or on none
                 bad = self.agree(bad)
             self.optimizer.found_inf = bad
             self.optimizer.grad_scale = None
             self.optimizer.step()
-            self._first = torch.where((self._first < 0) & (bad > 0), float(step), self._first)
-            self._count = self._count + bad
+            self._flags.append(bad)
+            self._steps.append(step)
+            if len(self._flags) >= FOLD_EVERY:
+                self._fold()
             return
         finite = torch.isfinite(loss.detach()).to(torch.float32)
         if self.agree is not None:
@@ -153,6 +166,23 @@ class NonFiniteGuard:
         elif self._host_first is None:
             self._host_first = step
 
+    def _fold(self) -> None:
+        """The kept flags into the count and the first bad step, on the device."""
+        if not self._flags:
+            return
+        flags = torch.stack(self._flags)
+        steps = self._steps
+        # argmax gives the first of equal maxima: the first bad flag, when there is one.
+        index = torch.argmax(flags)
+        if steps == list(range(steps[0], steps[0] + len(steps))):
+            first = index.to(torch.float64) + float(steps[0])
+        else:  # steps not taken one after the other: look the step up
+            first = torch.tensor(steps, dtype=torch.float64).to(flags.device)[index]
+        found = flags.sum()
+        self._first = torch.where((self._first < 0) & (found > 0), first, self._first)
+        self._count = self._count + found
+        self._flags, self._steps = [], []
+
     @property
     def checks_on_host(self) -> bool:
         return not self.on_device
@@ -160,12 +190,13 @@ class NonFiniteGuard:
     def report(self) -> tuple[int, int] | None:
         """(first bad step, number of bad steps) since the last report, or ``None``; resets."""
         if self.on_device:
+            self._fold()
             count = int(self._count)
             if count == 0:
                 return None
             first = int(self._first)
-            self._count.zero_()
-            self._first.fill_(-1.0)
+            self._count = torch.zeros_like(self._count)
+            self._first = torch.full_like(self._first, -1.0)
             return first, count
         if self._host_first is None:
             return None
