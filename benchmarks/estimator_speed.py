@@ -59,8 +59,8 @@ from pyro_vi.train.optim import build_optimizer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import handwritten  # the sibling files: benchmarks/ is not a package
 from harness import (
-    QUIET_LOAD,
     PeakMemory,
+    add_quiet_load_option,
     environment,
     summarize,
     synchronizer,
@@ -477,13 +477,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a folder with binarized-mnist/ to take the batch from (else random images)",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--quiet-load",
-        type=float,
-        default=QUIET_LOAD,
-        help="use only blocks of rounds in which other processes took at most this share of "
-        f"the CPU time (default {QUIET_LOAD}; 1 uses every round)",
-    )
+    add_quiet_load_option(parser)
     parser.add_argument(
         "--max-config-seconds",
         type=float,

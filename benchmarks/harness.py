@@ -196,6 +196,18 @@ def _proc_status_kib(field: str) -> int | None:
     return None
 
 
+def add_quiet_load_option(parser: Any) -> None:
+    """``--quiet-load``: the share of CPU time other processes may take in a block of rounds that
+    counts (see :func:`time_variants`)."""
+    parser.add_argument(
+        "--quiet-load",
+        type=float,
+        default=QUIET_LOAD,
+        help="use only blocks of rounds in which other processes took at most this share of "
+        f"the CPU time (default {QUIET_LOAD}; 1 uses every round)",
+    )
+
+
 def summarize(samples: list[float]) -> dict[str, float]:
     quartiles = statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3
     return {

@@ -64,7 +64,13 @@ from pyro_vi.train.optim import build_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import handwritten  # the sibling files: benchmarks/ is not a package
-from harness import QUIET_LOAD, environment, summarize, time_variants, write_results
+from harness import (
+    add_quiet_load_option,
+    environment,
+    summarize,
+    time_variants,
+    write_results,
+)
 
 PROGRAMS = ("library", "user")
 VARIANTS = ("torch", "floor", "pyro", "pyro_vi", "pyro_vi_graph")
@@ -288,13 +294,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--quiet-load",
-        type=float,
-        default=QUIET_LOAD,
-        help="use only blocks of rounds in which other processes took at most this share of "
-        f"the CPU time (default {QUIET_LOAD}; 1 uses every round)",
-    )
+    add_quiet_load_option(parser)
     parser.add_argument("--max-config-seconds", type=float, default=60.0)
     args = parser.parse_args(argv)
     for option in ("batch_size", "threads", "repeats"):
