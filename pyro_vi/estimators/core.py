@@ -211,7 +211,8 @@ class Pass:
                 f"of its plates; declare every batch dimension with a pyro.plate or move it into "
                 f"the event with .to_event()"
             )
-        term = term.reshape((1,) * (full - term.dim()) + tuple(term.shape))
+        if term.dim() < full:  # views only where needed: each is an autograd node per step
+            term = term.reshape((1,) * (full - term.dim()) + tuple(term.shape))
         if self.traces.particle_dim is None:
             term = term.unsqueeze(0)  # a particle dim of size 1
             full += 1
@@ -225,9 +226,8 @@ class Pass:
         summed = [d for d in range(full) if d not in keep]
         if summed:
             term = term.sum(summed)
-        if local:
-            return term.expand(self.num_particles, columns.plate.size), True
-        return term.expand(self.num_particles), False
+        shape = (self.num_particles, columns.plate.size) if local else (self.num_particles,)
+        return (term if term.shape == shape else term.expand(shape)), local
 
     def arrange(
         self, terms: Sequence[tuple[dict, torch.Tensor]]
