@@ -59,9 +59,7 @@ def test_handwritten_loss_is_the_meanfield_objective(bench):
 def test_smoke_writes_valid_json(bench, tmp_path):
     threads = torch.get_num_threads()
     try:
-        result = bench.main(
-            ["--smoke", "--variants", "pyro_vi_meanfield", "--out", str(tmp_path)]
-        )
+        result = bench.main(["--smoke", "--variants", "pyro_vi_meanfield", "--out", str(tmp_path)])
     finally:
         torch.set_num_threads(threads)
     loaded = json.loads(
