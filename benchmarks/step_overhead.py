@@ -54,6 +54,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
+from pyro.poutine.util import prune_subsample_sites
 from torch.nn.functional import softplus
 
 from pyro_vi import estimators
@@ -127,8 +128,9 @@ def pyro_floor_loss(model: Callable, guide: Callable, x: torch.Tensor, k: int) -
     model_trace = poutine.trace(poutine.replay(vectorized(model), trace=guide_trace)).get_trace(x)
     total = 0.0
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-        for site in trace.nodes.values():
-            if site["type"] == "sample" and site["name"] not in ("data", "particles"):
+        # Without the plates' index sites, as Pyro's own ELBOs prune them.
+        for site in prune_subsample_sites(trace).nodes.values():
+            if site["type"] == "sample":
                 total = total + sign * site["fn"].log_prob(site["value"]).sum()
     return -total / k
 
