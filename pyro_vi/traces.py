@@ -38,6 +38,7 @@ __all__ = [
     "ProgramTraces",
     "find_data_plate",
     "guess_plate_nesting",
+    "is_deterministic",
     "is_factor",
     "is_latent",
     "is_observed",
@@ -66,6 +67,18 @@ def is_observed(site: dict) -> bool:
 def is_factor(site: dict) -> bool:
     """A ``pyro.factor`` site: an observed ``Unit`` site whose log-density is the factor."""
     return is_observed(site) and type(site["fn"]).__name__ == "Unit"
+
+
+def is_deterministic(site: dict) -> bool:
+    """An observed site that adds nothing to the density: ``pyro.deterministic``, a site that
+    ``poutine.reparam`` replaced by its reparameterized value (a ``Delta`` masked out), or an
+    observation masked out entirely. It records a value; it is no datum, and does not decide
+    which plate holds the datapoints or whether they are coupled."""
+    if not is_observed(site):
+        return False
+    if site["infer"].get("_deterministic") or site["mask"] is False:
+        return True
+    return getattr(site["fn"], "_mask", None) is False  # Distribution.mask(False)
 
 
 def _is_subsample(site: dict) -> bool:
@@ -424,7 +437,10 @@ def find_data_plate(trace: poutine.Trace, name: str | None = None) -> DataPlate 
     observed = [
         site
         for site in trace.nodes.values()
-        if is_observed(site) and not _is_subsample(site) and not is_factor(site)
+        if is_observed(site)
+        and not _is_subsample(site)
+        and not is_factor(site)
+        and not is_deterministic(site)
     ]
     if not observed:  # a model of factors only: its factors play the observations' role
         observed = [site for site in trace.nodes.values() if is_factor(site)]

@@ -45,6 +45,7 @@ from pyro_vi.traces import (
     ProgramTraces,
     find_data_plate,
     guess_plate_nesting,
+    is_deterministic,
     is_factor,
     is_latent,
     is_observed,
@@ -141,7 +142,7 @@ def _observed_outside(trace: poutine.Trace, plate: DataPlate) -> set[str]:
     return {
         name
         for name, site in trace.nodes.items()
-        if is_observed(site) and plate.name not in plate_names(site)
+        if is_observed(site) and not is_deterministic(site) and plate.name not in plate_names(site)
     }
 
 
@@ -505,7 +506,7 @@ def check_program(
     _check_values(model_trace, guide_trace)
     _check_masks(model_trace, guide_trace)
     for name, site in guide_trace.nodes.items():
-        if is_observed(site) and not is_factor(site):
+        if is_observed(site) and not is_factor(site) and not is_deterministic(site):
             raise ValueError(
                 f"the guide observes site {name!r}; a guide samples latents only (a log-density "
                 "term of the guide is written pyro.factor(name, value, has_rsample=...))"
