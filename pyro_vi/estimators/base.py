@@ -197,7 +197,7 @@ class Estimator(ELBO):
 
     def _program(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> _Program:
         """What is known of a (model, guide) pair, probed by one run on its first call."""
-        key = _key(model, guide)
+        key = _key(model, guide, args, kwargs)
         known = self._programs.get(key) if key is not None else None
         if known is not None:
             return known
@@ -400,14 +400,36 @@ def leave_one_out_signal(
     return bound(log_w).unsqueeze(0) - left_out.reshape(count, columns)
 
 
-def _key(model: Callable, guide: Callable) -> Any:
-    """A dictionary key for a (model, guide) pair, or ``None`` when they are not hashable."""
-    key = (model, guide)
+def _key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Any:
+    """A dictionary key for a (model, guide) pair called with arguments of this kind, or
+    ``None`` when they are not hashable.
+
+    The arguments enter by kind (:func:`_kind`): a program whose sites depend on them, such as
+    a semi-supervised model called with labels (``y`` observed) and without (``y=None``, a
+    latent to sample or sum out), has a different structure for each and must be validated and
+    probed for each; minibatches of another size or content keep the key.
+    """
+    key = (model, guide, _kind(args), _kind(kwargs))
     try:
         hash(key)
     except TypeError:
         return None
     return key
+
+
+def _kind(value: Any) -> Any:
+    """What of an argument can change a program's structure without changing its identity:
+    ``None`` or not, flags and names by value, tensors by their number of dims, containers
+    entry by entry, anything else by its type."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, torch.Tensor):
+        return ("tensor", value.dim())
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__, *(_kind(item) for item in value))
+    if isinstance(value, dict):
+        return ("dict", *sorted((str(k), _kind(v)) for k, v in value.items()))
+    return type(value).__name__
 
 
 def _group_gradients(
