@@ -75,6 +75,9 @@ class Estimator(ELBO):
     #: Whether a ``pyro.factor`` in the guide is accepted (not by gradients that score the guide's
     #: density at fixed latents).
     guide_factors: bool = True
+    #: Whether a parameter that reaches the model through a ``Delta`` guide site (a MAP value)
+    #: counts as the model's, taking the bound's gradient rather than ``guide_surrogate``'s.
+    point_masses_follow_bound: bool = False
 
     #: Every estimator class with a ``name``, by name, in the order they were defined.
     registry: ClassVar[dict[str, type[Estimator]]] = {}
@@ -306,7 +309,11 @@ class Estimator(ELBO):
             return bound.detach(), surrogate, None
         if weights.has_score_sites:
             guide_surrogate = guide_surrogate + self._score_surrogate(weights, guide=True)
-        model_params, guide_params = parameter_groups(weights, [surrogate, guide_surrogate])
+        model_params, guide_params = parameter_groups(
+            weights,
+            [surrogate, guide_surrogate],
+            point_masses_are_parameters=self.point_masses_follow_bound,
+        )
         return bound.detach(), surrogate, (model_params, guide_params, guide_surrogate)
 
     def differentiable_loss(

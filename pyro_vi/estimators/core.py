@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 from pyro import poutine
+from pyro.distributions import Delta
 
 from pyro_vi import _noise_scoring
 from pyro_vi.traces import (
@@ -66,6 +67,7 @@ __all__ = [
     "VectorizationError",
     "compute_log_weights",
     "find_data_plate",
+    "is_point_mass",
     "plate_nesting",
     "scores_fresh_values",
 ]
@@ -426,6 +428,16 @@ def scores_fresh_values(fn: Any) -> bool:
             return False
         fn = getattr(fn, "base_dist", None)
     return True
+
+
+def is_point_mass(fn: Any) -> bool:
+    """Whether ``fn`` is a ``Delta`` (through any wrapping distributions): a guide site whose
+    value is a function of the guide's parameters with no noise, such as ``AutoDelta``'s (MAP)."""
+    while fn is not None:
+        if isinstance(fn, Delta):
+            return True
+        fn = getattr(fn, "base_dist", None)
+    return False
 
 
 def _log_q_at_fixed_latents(

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import torch
 
-from pyro_vi.estimators.core import LogWeights
+from pyro_vi.estimators.core import LogWeights, is_point_mass
 from pyro_vi.traces import is_latent, log_prob_of
 
 __all__ = ["leaves", "parameter_groups", "shares_parameters"]
@@ -54,18 +54,29 @@ def leaves(
 
 
 def parameter_groups(
-    weights: LogWeights, surrogates: Iterable[torch.Tensor]
+    weights: LogWeights,
+    surrogates: Iterable[torch.Tensor],
+    *,
+    point_masses_are_parameters: bool = False,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """(parameters the model uses, parameters only the guide uses) among the leaves that
-    ``surrogates`` depend on."""
+    ``surrogates`` depend on.
+
+    With ``point_masses_are_parameters``, the value of a ``Delta`` guide site (a MAP estimate)
+    is no sample: a parameter that reaches the model through it is the model's, as if the model
+    read it directly.
+    """
     model_roots, samples = [], []
     for run in weights.passes:
         for site in run.model_trace.nodes.values():
             if site["type"] == "sample":
                 model_roots.append(log_prob_of(site))
         for site in run.guide_trace.nodes.values():
-            if is_latent(site) and isinstance(site["value"], torch.Tensor):
-                samples.append(site["value"])
+            if not is_latent(site) or not isinstance(site["value"], torch.Tensor):
+                continue
+            if point_masses_are_parameters and is_point_mass(site["fn"]):
+                continue
+            samples.append(site["value"])
     model = leaves(model_roots, stop=samples)
     every = leaves(surrogates)
     # Param-store parameters first, in the order the program reads them; closure-captured

@@ -15,7 +15,7 @@ import torch
 from pyro_vi import _noise_scoring
 from pyro_vi._checks import check_int
 from pyro_vi.estimators.base import Estimator
-from pyro_vi.estimators.core import LogWeights
+from pyro_vi.estimators.core import LogWeights, is_point_mass
 from pyro_vi.estimators.groups import shares_parameters
 
 
@@ -109,6 +109,10 @@ class DReG(IWAE):
     name = "dreg"
     requires_reparam = True
     guide_factors = False
+    # The identity behind DReG, E_q[f(z) d log q(z) / d phi] = E[df/dz dz/dphi], needs z to have
+    # a density that phi moves; a Delta site's value moves with phi but its log q does not (its
+    # score is 0), so its parameters take the IWAE gradient, exactly as if the model read them.
+    point_masses_follow_bound = True
 
     def _prepare(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
@@ -128,14 +132,17 @@ class DReG(IWAE):
         Parameters of the model then get sum_k w~_k grad log p (the IWAE gradient), and those
         of the guide sum_k w~_k^2 (d log w_k / d z_k)(d z_k / d phi) (DReG), in one backward
         pass. Valid when every path from the guide's parameters to log w goes through the one
-        sample z of the guide's one latent site, computed from z itself (not from a cached base
-        sample of a transformed distribution), and when model and guide share no ``pyro.param``;
-        otherwise ``None``, and the two-pass form is used.
+        sample z of the guide's one latent site (not a ``Delta``), computed from z itself (not
+        from a cached base sample of a transformed distribution), and when model and guide share
+        no ``pyro.param``; otherwise ``None``, and the two-pass form is used.
         """
         if shares_parameters(weights):
             return None  # shared parameters keep the IWAE gradient: two passes
         sites = [run.latent_sites() for run in weights.passes]
-        if any(len(found) != 1 for found in sites) or _is_transformed(sites[0][0]["fn"]):
+        if any(len(found) != 1 for found in sites):
+            return None
+        fn = sites[0][0]["fn"]
+        if _is_transformed(fn) or is_point_mass(fn):
             return None
         normalized = torch.softmax(weights.log_w.detach(), dim=0)  # [K, M]
         start = 0
