@@ -950,9 +950,18 @@ def _log_weight_terms(
         if analytic_kl and is_latent(site) and name not in unordered:
             guide_site = run.guide_trace.nodes[name]
             kl = _analytic_kl(guide_site, site)
-            if kl is not None:
+            if kl is not None and _same_scale_and_mask(site, guide_site):
                 terms.append((site, -scaled_and_masked(kl, guide_site)))
                 with_kl.add(name)
+                continue
+            if kl is not None:
+                # Model and guide weigh the site differently (KL annealing written in the model
+                # only, a mask on one side): E_q[c_p log p - c_q log q] = -c_p KL + (c_p - c_q)
+                # E_q[log q], with the last expectation by Monte Carlo; the guide's own term
+                # -c_q log q stays below.
+                log_prob_of(guide_site)  # caches the unscaled log q too
+                log_q = guide_site["unscaled_log_prob"]
+                terms.append((site, scaled_and_masked(log_q - kl, site)))
                 continue
         terms.append((site, log_prob_of(site)))
     guide_terms = [
@@ -961,6 +970,18 @@ def _log_weight_terms(
         if site["type"] == "sample" and name not in with_kl
     ]
     return terms, guide_terms
+
+
+def _same_scale_and_mask(model_site: dict, guide_site: dict) -> bool:
+    """Whether two sites surely carry the same scale and mask (read without a device sync: the
+    same Python number or object); when unsure, the general form is exact as well."""
+    for key in ("scale", "mask"):
+        first, second = model_site[key], guide_site[key]
+        if first is second:
+            continue
+        if isinstance(first, torch.Tensor) or isinstance(second, torch.Tensor) or first != second:
+            return False
+    return True
 
 
 def _is_enumerated(site: dict) -> bool:

@@ -133,6 +133,10 @@ class MeanFieldELBO(TraceELBO):
     pa'))], which is unbiased when every latent the model draws before z_s is also drawn before it
     by the guide. Where the guide draws a site after one the model conditions it on, that site
     uses the Monte Carlo term instead, with a warning (as Pyro's TraceMeanField_ELBO warns).
+    Where model and guide scale or mask a site differently (KL annealing written in the model
+    only), its term is E_q[c_p log p - c_q log q] = -c_p KL + (c_p - c_q) E_q[log q], the last
+    part by Monte Carlo: the estimate is always the ELBO's, scaled as ``elbo`` scales it (Pyro's
+    TraceMeanField_ELBO scales the KL like the guide's site instead).
     """
 
     name = "meanfield"
