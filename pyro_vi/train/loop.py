@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyro
 import pyro.optim
 import torch
@@ -152,23 +153,96 @@ def _as_tuple(name: str, data: Batchable | Sequence[Batchable]) -> tuple[Batchab
         )
     for item in items:
         if not (hasattr(item, "__len__") and hasattr(item, "__getitem__") and hasattr(item, "to")):
+            hint = ""
+            if isinstance(item, np.ndarray):
+                hint = " (convert a numpy array with torch.as_tensor(array, dtype=torch.float32))"
             raise TypeError(
                 f"{name} must be a torch.Tensor (or a tuple of them, passed to the model as "
-                f"positional arguments), got {describe(item)}"
+                f"positional arguments), got {describe(item)}{hint}"
+            )
+        if isinstance(item, torch.Tensor) and item.dim() == 0:
+            raise ValueError(
+                f"{name} must have its datapoints along the first dimension, got a 0-dim tensor "
+                f"{describe(item)}"
             )
     lengths = {len(item) for item in items}
     if len(lengths) != 1:
         raise ValueError(f"{name} holds tensors of different lengths {sorted(lengths)}")
     if lengths == {0}:
         raise ValueError(f"{name} is empty: it must hold at least one datapoint")
+    for position, item in enumerate(items):
+        _check_finite(name if len(items) == 1 else f"{name}[{position}]", item)
     return items
 
 
-def _accepts_num_data(fn: Callable) -> bool:
+def _check_finite(name: str, item: Any) -> None:
+    """NaN or infinite values in a data tensor would only surface as a NaN loss or an error deep
+    in torch (an encoder's output out of its support): refused here, by name. Datasets read lazily
+    are not scanned (they were checked when loaded, or are the user's own reader)."""
+    if not isinstance(item, torch.Tensor) or not (item.is_floating_point() or item.is_complex()):
+        return
+    bad = ~torch.isfinite(item)
+    count = int(bad.sum())
+    if count:
+        first = [int(i) for i in bad.nonzero()[0]]
+        raise ValueError(
+            f"{name} holds {count} NaN or infinite value(s), the first at index {first} "
+            f"({item[tuple(first)].item()}); fit needs finite data: remove or impute them (for "
+            "missing values, fill them and pass a mask tensor as a further field the model reads)"
+        )
+
+
+def _signature(fn: Callable) -> inspect.Signature | None:
+    """The call signature of a model or guide (an ``nn.Module``'s is its ``forward``'s)."""
+    target = fn.forward if isinstance(fn, torch.nn.Module) else fn
     try:
-        parameters = inspect.signature(fn).parameters.values()
+        return inspect.signature(target)
     except (TypeError, ValueError):
+        return None
+
+
+def _data_hint(data: Any) -> str:
+    """How to give the program the arguments it takes, for the data the user passed."""
+    if isinstance(data, list):
+        return (
+            "; a list is read as the model's positional arguments, one tensor each: for a list of "
+            "datapoints, pass torch.stack(the_list) or pyro_vi.data.as_batchable(the_list)"
+        )
+    if isinstance(data, torch.utils.data.DataLoader):
+        data = data.dataset
+    if isinstance(data, torch.utils.data.Dataset) and not hasattr(data, "to"):
+        return (
+            "; each field of the dataset's items is one positional argument: keep the ones the "
+            "model takes with pyro_vi.data.as_batchable(dataset, fields=0) (or fields=[...])"
+        )
+    return ""
+
+
+def _check_call(
+    name: str, data: Any, count: int, kwargs: dict, model: Callable, guide: Callable
+) -> None:
+    """Model and guide must take the ``count`` data fields as positional arguments (and
+    ``kwargs``): checked on their signatures, before a deep TypeError from inside Pyro."""
+    for role, fn in (("model", model), ("guide", guide)):
+        signature = _signature(fn)
+        if signature is None:
+            continue
+        try:
+            signature.bind(*range(count), **kwargs)
+        except TypeError as error:
+            keywords = f" and the keyword(s) {sorted(kwargs)}" if kwargs else ""
+            raise TypeError(
+                f"{name} holds {count} field(s), passed to the {role} as {count} positional "
+                f"argument(s){keywords}, but the {role} takes {signature} ({error})"
+                f"{_data_hint(data)}"
+            ) from None
+
+
+def _accepts_num_data(fn: Callable) -> bool:
+    signature = _signature(fn)
+    if signature is None:
         return False
+    parameters = signature.parameters.values()
     return any(p.name == "num_data" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
@@ -185,6 +259,133 @@ def _move_params(model: Callable, guide: Callable, args: tuple, device: torch.de
     for name in param_capture.trace.param_nodes:
         if name in store and store[name].device != device:
             store[name] = store[name].detach().to(device)
+
+
+def _check_local_guide(guide: Callable, num_data: int, batch_size: int) -> None:
+    """A LocalGuide reads each datapoint's own parameters by position, which fit's minibatches
+    do not carry: it trains on the whole data set at once."""
+    from pyro_vi.guides.local import LocalGuide
+
+    if isinstance(guide, LocalGuide) and batch_size < num_data:
+        raise ValueError(
+            f"batch_size={batch_size} is below the {num_data} datapoints, but a LocalGuide (free "
+            "parameters per datapoint) needs every datapoint in each step under fit, which does "
+            f"not pass the minibatch's positions: use batch_size={num_data} or more"
+        )
+
+
+def _scale(site: dict) -> float | None:
+    """A site's scale as a number (``None`` when it is a tensor of several values)."""
+    scale = site["scale"]
+    if isinstance(scale, torch.Tensor):
+        return float(scale) if scale.numel() == 1 else None
+    return float(scale)
+
+
+def _check_program(
+    model: Callable, guide: Callable, batch: tuple, kwargs: dict, loss: ELBO
+) -> None:
+    """One run of the guide and the model replayed on it, on the first batch, before training:
+
+    - when fit passes ``num_data = N`` (both accept it, perhaps through ``**kwargs``), the model
+      must scale its minibatch of B < N datapoints by N / B and the guide its local latents
+      alike: a program that ignores it would train on a different bound and report a loss
+      B / N of the true one;
+    - with a Pyro ELBO (which only warns), every latent of the model needs a guide site of the
+      same name and the guide no latent the model lacks; this package's estimators check that
+      themselves, among much else.
+
+    The run draws from forks of the random number generators: training is unchanged by it.
+    """
+    from pyro.poutine.util import prune_subsample_sites
+
+    num_data = kwargs.get("num_data")
+    size = len(batch[0])
+    checks_scale = num_data is not None and size < num_data
+    if isinstance(loss, estimators.Estimator) and not checks_scale:
+        return
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with (
+        torch.no_grad(),
+        torch.random.fork_rng(devices=devices),
+        poutine.block(),
+        pyro.validation_enabled(False),
+    ):
+        guide_trace = poutine.trace(guide).get_trace(*batch, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+            *batch, **kwargs
+        )
+    guide_trace, model_trace = (
+        prune_subsample_sites(guide_trace),
+        prune_subsample_sites(model_trace),
+    )
+    if not isinstance(loss, estimators.Estimator):
+        _check_sites_match(model_trace, guide_trace)
+    if checks_scale:
+        _check_num_data(model_trace, guide_trace, num_data, size)
+
+
+def _check_sites_match(model_trace: poutine.Trace, guide_trace: poutine.Trace) -> None:
+    """Every latent of the model has a guide site of its name (but those the model marks for
+    enumeration, which TraceEnum_ELBO sums out), and the guide samples no latent the model lacks
+    (but its ``is_auxiliary`` sites)."""
+
+    def latents(trace: poutine.Trace) -> dict[str, dict]:
+        return {
+            name: site
+            for name, site in trace.nodes.items()
+            if site["type"] == "sample" and not site["is_observed"]
+        }
+
+    model_latents = {
+        name for name, site in latents(model_trace).items() if not site["infer"].get("enumerate")
+    }
+    guide_latents = latents(guide_trace)
+    for name in sorted(model_latents - set(guide_latents)):
+        raise ValueError(
+            f"the model samples latent site {name!r} but the guide does not; every latent of the "
+            f"model needs a guide site of the same name (the guide has {sorted(guide_latents)}), "
+            "or, for a discrete one that the loss sums out, infer={'enumerate': 'parallel'}"
+        )
+    for name, site in sorted(guide_latents.items()):
+        if name not in model_trace.nodes and not site["infer"].get("is_auxiliary"):
+            raise ValueError(
+                f"the guide samples site {name!r} but the model has no site of that name (the "
+                f"model's latent sites are {sorted(model_latents)}); a guide-only variable must "
+                "be marked infer={'is_auxiliary': True}"
+            )
+
+
+def _check_num_data(
+    model_trace: poutine.Trace, guide_trace: poutine.Trace, num_data: int, size: int
+) -> None:
+    ratio = num_data / size
+    remedy = (
+        "declare the data plate with it, pyro.plate('data', num_data, subsample=torch.arange("
+        "len(x))), in both; or let neither take num_data (nor **kwargs, e.g. wrap it: "
+        "fit(lambda x: model(x), ...)) for an unscaled minibatch bound"
+    )
+    samples = {n: s for n, s in model_trace.nodes.items() if s["type"] == "sample"}
+    if all(_scale(site) == 1.0 for site in samples.values()):
+        raise ValueError(
+            f"fit passes num_data={num_data} to the model and the guide, since both accept it, "
+            f"but no site of the model is scaled by num_data / batch = {num_data}/{size} (the "
+            f"model ignores it, through **kwargs perhaps), so the minibatch bound and the "
+            f"reported loss would be wrong; {remedy}"
+        )
+    for name, site in guide_trace.nodes.items():
+        if site["type"] != "sample" or name not in samples:
+            continue
+        model_scale, guide_scale = _scale(samples[name]), _scale(site)
+        if model_scale is None or guide_scale is None or not guide_scale:
+            continue
+        if any(math.isclose(model_scale / guide_scale, r) for r in (ratio, 1 / ratio)):
+            raise ValueError(
+                f"fit passes num_data={num_data} to the model and the guide, since both accept "
+                f"it, but at latent site {name!r} the model scales the minibatch of {size} by "
+                f"{model_scale:g} and the guide by {guide_scale:g}: one of them ignores "
+                f"num_data (through **kwargs perhaps); {remedy}"
+            )
 
 
 def evaluate_loss(
@@ -250,6 +451,14 @@ def fit(
     and guide accept a ``num_data`` keyword, they receive ``num_data = N`` (the size of the training
     set) so that their data plate scales the minibatch by N / B; the reported losses are then
     divided by N, otherwise by B. Either way they are in nats per datapoint.
+
+    Before training, the data are checked (at least one datapoint; no NaN or infinite value in
+    a tensor) and so is the program, on the first batch: model and guide must take the data's
+    fields as positional arguments; when given ``num_data``, the model must scale its sites by
+    N / B and the guide its local latents alike (a program that ignores it, through
+    ``**kwargs`` say, would train a different bound); with a Pyro ELBO, every latent of the
+    model needs a guide site of the same name (Pyro only warns). That run draws from forks of
+    the random number generators, so training is the same with or without it.
 
     Arguments:
         model, guide: Pyro callables ``model(*data_tensors, [num_data=N])``. The networks behind
@@ -317,6 +526,9 @@ def fit(
 
     Raises:
         TrainingDivergedError: a step's loss became NaN or infinite (the history is attached).
+        TypeError, ValueError: a bad argument, data or program (see above), or a
+            :class:`~pyro_vi.guides.LocalGuide` with ``batch_size`` below the number of
+            datapoints (its per-datapoint parameters need every datapoint in each step).
 
     Example:
         >>> history = fit(model, guide, data.train, test_data=data.test, epochs=5)
@@ -341,6 +553,16 @@ def fit(
         raise TypeError(f"model must be a callable Pyro model, got {describe(model)}")
     if not callable(guide):
         raise TypeError(f"guide must be a callable Pyro guide, got {describe(guide)}")
+    scaled = _accepts_num_data(model) and _accepts_num_data(guide)
+    _check_call(
+        "train_data", train_data, len(train_items), {"num_data": 1} if scaled else {}, model, guide
+    )
+    for name, data, items in (
+        ("test_data", test_data, test_items),
+        ("validation_data", validation_data, validation_items),
+    ):
+        if items is not None:
+            _check_call(name, data, len(items), {}, model, guide)
     loss = Trace_ELBO() if loss is None else loss
     if isinstance(loss, str):
         loss = estimators.get(loss)
@@ -354,6 +576,7 @@ def fit(
         loader = isinstance(train_data, torch.utils.data.DataLoader)
         batch_size = train_data.batch_size if loader and train_data.batch_size else 100
     batch_size = check_int("batch_size", batch_size, minimum=1)
+    _check_local_guide(guide, len(train_items[0]), batch_size)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {describe(callback)}")
     if max_seconds is not None:
@@ -368,7 +591,10 @@ def fit(
     previous_threads = torch.get_num_threads()
     set_threads(threads)
     if seed is not None:
-        seed = check_int("seed", seed)
+        seed = check_int("seed", seed, minimum=0)
+        if seed >= 2**32:
+            # Pyro seeds numpy too, which takes 32 bits.
+            raise ValueError(f"seed must be an integer in [0, 2**32 - 1], got {seed}")
     if distributed.is_distributed():
         # The data order needs one seed on every rank; the noise, a different one per rank.
         seed = 0 if seed is None else seed
@@ -436,6 +662,7 @@ def _train(
     scaled = _accepts_num_data(model) and _accepts_num_data(guide)
     kwargs = {"num_data": num_data} if scaled else {}
     _move_params(model, guide, tuple(item[:batch_size] for item in train_items), device)
+    _check_program(model, guide, tuple(item[:batch_size] for item in train_items), kwargs, loss)
 
     history = History(bound=getattr(loss, "name", "") or type(loss).__name__)
     modules = modules_of(model, guide)
@@ -581,6 +808,17 @@ class _StopRequest:
             signal.signal(signum, handler)
 
 
+def _path(name: str, value: Any, also: str = "") -> Path | None:
+    """A file argument as a ``Path`` (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | Path):
+        raise TypeError(
+            f"{name} must be {also}None or a file path (str or Path), got {describe(value)}"
+        )
+    return Path(value)
+
+
 class _Saving:
     """Checkpoints of a run: where, how often (in steps; at each epoch's end in any case), and the
     checkpoint to resume from."""
@@ -594,9 +832,9 @@ class _Saving:
         best: str | Path | None = None,
         on_best: Callable[[int, History], None] | None = None,
     ) -> None:
-        self.best = None if best is None else Path(best)
+        self.best = _path("best_checkpoint", best)
         self.on_best = on_best
-        self.path = None if path is None else Path(path)
+        self.path = _path("checkpoint", path)
         self.every = every
         self.tag = tag
         self.seed = 0
@@ -604,7 +842,7 @@ class _Saving:
             if self.path is None:
                 raise ValueError("resume=True needs checkpoint=PATH (the checkpoint to resume)")
             resume = self.path
-        self.resume = None if resume in (None, False) else Path(resume)
+        self.resume = None if resume is False else _path("resume", resume, "True, False, ")
 
     def due(self, count: int) -> bool:
         return self.path is not None and self.every is not None and count % self.every == 0
