@@ -29,6 +29,29 @@ def _check_no_num_data(kwargs: dict, function: str) -> None:
         )
 
 
+def _check_data(args: tuple, function: str) -> None:
+    """The data arguments: at least one datapoint, and finite values (a NaN would otherwise be
+    an error deep in torch, or a NaN answer)."""
+    for position, value in enumerate(args):
+        if not isinstance(value, torch.Tensor) or value.dim() == 0:
+            continue
+        if len(value) == 0:
+            raise ValueError(
+                f"{function}: argument {position} has no datapoints (shape {tuple(value.shape)}); "
+                "pass at least one"
+            )
+        if value.is_floating_point() or value.is_complex():
+            bad = ~torch.isfinite(value)
+            count = int(bad.sum())
+            if count:
+                first = [int(i) for i in bad.nonzero()[0]]
+                raise ValueError(
+                    f"{function}: argument {position} holds {count} NaN or infinite value(s), "
+                    f"the first at index {first} ({value[tuple(first)].item()}); the data must "
+                    "be finite"
+                )
+
+
 def _batches(args: tuple, batch_size: int | None) -> Iterator[tuple[tuple, int | None]]:
     """(args of one batch, its number of rows): every tensor argument with at least one
     dimension is cut along its first dimension; other arguments are passed whole."""

@@ -22,6 +22,7 @@ from pyro_vi.estimators.core import (
 )
 from pyro_vi.evaluation._common import (
     _batches,
+    _check_data,
     _check_no_num_data,
     _check_pair,
     _check_plate_name,
@@ -109,6 +110,7 @@ def log_likelihood(
         batch_size = check_int("batch_size", batch_size, minimum=1)
     _check_plate_name(data_plate)
     _check_no_num_data(kwargs, "log_likelihood")
+    _check_data(args, "log_likelihood")
 
     count = _count_rows(args)
     batches = 1 if batch_size is None or count is None else math.ceil(count / batch_size)

@@ -17,6 +17,7 @@ from pyro_vi.estimators.core import (
 )
 from pyro_vi.evaluation._common import (
     _batches,
+    _check_data,
     _check_pair,
     _check_plate_name,
     _is_latent,
@@ -124,6 +125,7 @@ def posterior_mean(
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, minimum=1)
     _check_plate_name(data_plate)
+    _check_data(args, "posterior_mean")
     means = []
     with torch.no_grad(), eval_mode(model, guide):
         for batch, _ in _batches(args, batch_size):

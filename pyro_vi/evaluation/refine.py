@@ -23,6 +23,7 @@ import torch
 
 from pyro_vi._checks import check_float, check_int, describe
 from pyro_vi.estimators import get
+from pyro_vi.evaluation._common import _check_data
 from pyro_vi.guides.amortized import AmortizedGuide
 
 
@@ -90,13 +91,14 @@ def refine(
         raise TypeError(f"guide must be an AmortizedGuide, got {describe(guide)}")
     num_steps = check_int("num_steps", num_steps, minimum=0)
     learning_rate = check_float("learning_rate", learning_rate, minimum=0.0, exclusive_minimum=True)
+    if estimator not in ("elbo", "stl"):
+        raise ValueError(f"estimator must be 'elbo' or 'stl', got {estimator!r}")
+    _check_data(args, "refine")
     before = per_datapoint_elbo(model, guide, *args, num_particles=eval_particles, **kwargs)
     with torch.no_grad():
         context = guide.context(*guide._encoder_inputs(args, kwargs)).detach().clone()
     context.requires_grad_(True)
     optimizer = torch.optim.Adam([context], lr=learning_rate)
-    if estimator not in ("elbo", "stl"):
-        raise ValueError(f"estimator must be 'elbo' or 'stl', got {estimator!r}")
     elbo = get("elbo", num_particles=num_particles)
     with guide.fixed_context(context):
         for _ in range(num_steps):
