@@ -269,9 +269,16 @@ def plate_for(structure: ModelStructure, x: torch.Tensor, num_data: int | None) 
 
 
 @contextmanager
-def inner_plates(site: LatentSite) -> Iterator[None]:
-    """The site's plates besides the data plate, opened at the model's dims and sizes."""
+def inner_plates(site: LatentSite, opened: dict[str, pyro.plate] | None = None) -> Iterator[None]:
+    """The site's plates besides the data plate, opened at the model's dims and sizes.
+
+    ``opened`` keeps the plates made so far in one run of the guide, by name: Pyro records a
+    plate's site when the plate is made, so two latents in the same plate must enter one plate
+    object (a second ``pyro.plate`` of that name is "Multiple sample sites named ...")."""
+    opened = {} if opened is None else opened
     with ExitStack() as stack:
         for plate in site.inner_plates:
-            stack.enter_context(pyro.plate(plate.name, plate.size, dim=plate.dim))
+            if plate.name not in opened:
+                opened[plate.name] = pyro.plate(plate.name, plate.size, dim=plate.dim)
+            stack.enter_context(opened[plate.name])
         yield

@@ -334,8 +334,9 @@ class AmortizedGuide(UniquePyroModule):
             subsample = None if self.structure.subsample_size is None else index
             features = self._batch_context(inputs, subsample)
             _check_features(features, len(index), self._features)
+            opened: dict[str, pyro.plate] = {}
             for site in local:
-                with inner_plates(site):
+                with inner_plates(site, opened):
                     samples[site.name] = pyro.sample(site.name, self.posterior(site, features))
         return samples
 

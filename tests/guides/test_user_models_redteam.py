@@ -1,0 +1,33 @@
+"""AmortizedGuide on models written the way a user would, beyond the package's own models."""
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from pyro_vi.evaluation import log_likelihood
+from pyro_vi.guides.amortized import AmortizedGuide
+from pyro_vi.train import fit
+
+X = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
+
+
+def per_feature_model(x):
+    # Two latents per datapoint and feature, one with an event shape and one on the simplex,
+    # under a data plate at dim -2 that is not called "data".
+    with pyro.plate("cells", x.shape[0], dim=-2), pyro.plate("genes", 4, dim=-1):
+        z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        p = pyro.sample("p", dist.Dirichlet(torch.ones(3)))
+        pyro.sample("x", dist.Normal(z.sum(-1) + p[..., 0], 1.0), obs=x)
+
+
+def test_two_latents_in_the_same_inner_plate():
+    # The guide made a new pyro.plate("genes") for each latent: "Multiple sample sites named
+    # 'genes'" at its first call.
+    guide = AmortizedGuide(per_feature_model, [8])
+    trace = pyro.poutine.trace(guide).get_trace(X[:7])
+    assert trace.nodes["z"]["value"].shape == (7, 4, 2)
+    assert trace.nodes["p"]["value"].shape == (7, 4, 3)
+    assert torch.allclose(trace.nodes["p"]["value"].sum(-1), torch.ones(7, 4))
+    history = fit(per_feature_model, guide, X, loss="iwae", epochs=1, batch_size=10, progress=False)
+    assert torch.isfinite(torch.tensor(history.train_loss)).all()
+    assert log_likelihood(per_feature_model, guide, X, num_samples=4).shape == (30,)
