@@ -55,8 +55,11 @@ def split_indices(
         raise ValueError(
             f"{name} = {fraction} of {count} datapoint(s) holds out {held}, leaving "
             f"{count - held}: both parts need at least one datapoint (an empty split); allowed: "
-            f"a fraction between {1 / count if count else 1:.3g} and "
-            f"{(count - 1) / count if count else 0:.3g}, or more data"
+            + (
+                f"a fraction between {1 / count:.3g} and {(count - 1) / count:.3g}, or more data"
+                if count >= 2
+                else "at least 2 datapoints, so that each part holds one"
+            )
         )
     order = np.random.default_rng((seed, stream)).permutation(count)
     held_out = np.sort(order[:held])

@@ -174,5 +174,7 @@ def test_split_indices():
     assert len(held) == 3 and torch.equal(torch.cat([rest, held]).sort().values, torch.arange(10))
     assert torch.equal(rest, rest.sort().values)  # the original order is kept
     assert not torch.equal(split_indices(10, 0.3, seed=0, stream=1)[1], held)
-    with pytest.raises(ValueError, match="data.validation = 0.5 of 1 datapoint"):
+    with pytest.raises(ValueError, match="of 1 datapoint.*allowed: at least 2 datapoints"):
         split_indices(1, 0.5, seed=0, name="data.validation")
+    with pytest.raises(ValueError, match="allowed: a fraction between 0.1 and 0.9"):
+        split_indices(10, 0.01, seed=0)
