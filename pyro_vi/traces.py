@@ -23,6 +23,7 @@ from typing import Any
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions import Delta
 from pyro.distributions.util import scale_and_mask
 from pyro.ops.provenance import ProvenanceTensor, detach_provenance, get_provenance
 from pyro.poutine.messenger import Messenger
@@ -42,6 +43,7 @@ __all__ = [
     "is_factor",
     "is_latent",
     "is_observed",
+    "is_point_mass",
     "log_prob_of",
     "no_rng_side_effects",
     "plate_names",
@@ -142,6 +144,16 @@ def no_rng_side_effects() -> Iterator[None]:
         yield
 
 
+def is_point_mass(fn: Any) -> bool:
+    """Whether ``fn`` is a ``Delta`` (through any wrapping distributions): a guide site whose
+    value is a function of the guide's parameters with no noise, such as ``AutoDelta``'s (MAP)."""
+    while fn is not None:
+        if isinstance(fn, Delta):
+            return True
+        fn = getattr(fn, "base_dist", None)
+    return False
+
+
 class _DetachSamples(Messenger):
     """Detach every latent value as it is drawn, before the program reads it.
 
@@ -149,11 +161,24 @@ class _DetachSamples(Messenger):
     outer handler post-processes a message first). Used for score-function estimators that treat
     every latent as non-reparameterized: a site that depends on an earlier latent must then see
     that latent as a constant, or its score would carry the earlier latent's path.
+
+    A point mass (``Delta``, ``AutoDelta``'s MAP value) keeps its path: it draws nothing, and
+    its log-density does not move with its parameters (its score is 0), so its value's path is
+    the only gradient its parameters have; detached, they would get none.
+
+    What a distribution attached to its sample is carried over, detached as well: Pyro's
+    straight-through relaxations keep the soft sample in ``value._unquantize`` and score it
+    there; without it they would score the hard value (a wrong log q, NaN for the one-hot one).
     """
 
     def _pyro_post_sample(self, msg: dict) -> None:
-        if not msg["is_observed"] and isinstance(msg["value"], torch.Tensor):
-            msg["value"] = msg["value"].detach()
+        value = msg["value"]
+        if msg["is_observed"] or not isinstance(value, torch.Tensor) or is_point_mass(msg["fn"]):
+            return
+        detached = value.detach()
+        for key, item in getattr(value, "__dict__", {}).items():
+            setattr(detached, key, item.detach() if isinstance(item, torch.Tensor) else item)
+        msg["value"] = detached
 
 
 class _FirstOfSequence(Messenger):
@@ -378,6 +403,22 @@ def probe_program(
         for frame in site["cond_indep_stack"]
         if frame.vectorized and frame.name != PARTICLE_PLATE
     ]
+    if plate_nesting is not None and max(dims, default=0) > plate_nesting:
+        # Too small a nesting puts the particle plate or the enumerated dims on a plate's dim,
+        # where Pyro fails with a shape mismatch that does not say why.
+        deepest = {
+            frame.name: frame.dim
+            for trace in (traces.model_trace, traces.guide_trace)
+            for site in trace.nodes.values()
+            if site["type"] == "sample"
+            for frame in site["cond_indep_stack"]
+            if frame.vectorized and frame.name != PARTICLE_PLATE and -frame.dim > plate_nesting
+        }
+        raise ValueError(
+            f"max_plate_nesting={plate_nesting}, but the program has plates at dims "
+            f"{dict(sorted(deepest.items()))}; max_plate_nesting must be at least "
+            f"{max(dims)} (or None, to find it)"
+        )
 
     def marked(trace: poutine.Trace, exclude: poutine.Trace | None) -> tuple[str, ...]:
         return tuple(

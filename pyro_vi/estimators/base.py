@@ -41,7 +41,7 @@ from pyro_vi.estimators.core import (
     compute_log_weights,
 )
 from pyro_vi.estimators.groups import parameter_groups
-from pyro_vi.traces import Probe, ProgramTraces, probe_program
+from pyro_vi.traces import Probe, ProgramTraces, is_latent, is_point_mass, probe_program
 
 # How many (model, guide) pairs an estimator remembers the structure of.
 _CACHE_SIZE = 8
@@ -78,6 +78,10 @@ class Estimator(ELBO):
     #: Whether a parameter that reaches the model through a ``Delta`` guide site (a MAP value)
     #: counts as the model's, taking the bound's gradient rather than ``guide_surrogate``'s.
     point_masses_follow_bound: bool = False
+
+    #: Whether a score site's ``infer={"baseline": ...}`` is used (the ELBO family); the others
+    #: use the leave-one-out signal of their bound and warn that the site's baseline is not.
+    site_baselines: bool = False
 
     #: Every estimator class with a ``name``, by name, in the order they were defined.
     registry: ClassVar[dict[str, type[Estimator]]] = {}
@@ -266,6 +270,31 @@ class Estimator(ELBO):
                 name for name, cls in self.registry.items() if not cls.requires_reparam
             ),
         )
+        self._check_baselines(traces)
+
+    def _check_baselines(self, traces: ProgramTraces) -> None:
+        """Refuse malformed ``infer={"baseline": ...}`` options of the guide's sites; warn where
+        this estimator does not use them (only the ELBO family takes a site's baseline)."""
+        from pyro_vi.estimators.elbo import check_baseline_options
+
+        unused = []
+        for name, site in traces.guide_trace.nodes.items():
+            if not is_latent(site) or "baseline" not in site["infer"]:
+                continue
+            check_baseline_options(name, site["infer"]["baseline"])
+            fn = site["fn"]
+            scored = (self.detach_latents or not fn.has_rsample) and not is_point_mass(fn)
+            if scored and not self.site_baselines:
+                unused.append(name)
+        if unused:
+            users = [name for name, cls in self.registry.items() if cls.site_baselines]
+            warnings.warn(
+                f"the guide's sites {unused} set infer['baseline'], which the {self.name!r} "
+                "estimator does not use: its score terms take the leave-one-out signal of its "
+                "bound (VIMCO's), and a baseline network there is not trained; the estimators "
+                f"{users} use a site's baseline",
+                stacklevel=5,
+            )
 
     def _get_trace(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> tuple:
         """(model trace, guide trace) of one computation, as Pyro's ELBO API expects."""

@@ -37,7 +37,6 @@ from typing import Any
 
 import torch
 from pyro import poutine
-from pyro.distributions import Delta
 
 from pyro_vi import _noise_scoring
 from pyro_vi.traces import (
@@ -50,6 +49,7 @@ from pyro_vi.traces import (
     is_factor,
     is_latent,
     is_observed,
+    is_point_mass,
     log_prob_of,
     plate_names,
     run_program,
@@ -428,16 +428,6 @@ def scores_fresh_values(fn: Any) -> bool:
             return False
         fn = getattr(fn, "base_dist", None)
     return True
-
-
-def is_point_mass(fn: Any) -> bool:
-    """Whether ``fn`` is a ``Delta`` (through any wrapping distributions): a guide site whose
-    value is a function of the guide's parameters with no noise, such as ``AutoDelta``'s (MAP)."""
-    while fn is not None:
-        if isinstance(fn, Delta):
-            return True
-        fn = getattr(fn, "base_dist", None)
-    return False
 
 
 def _log_q_at_fixed_latents(
@@ -909,6 +899,7 @@ def compute_log_weights(
             if site["type"] == "sample"
             and (is_latent(site) or is_factor(site))
             and (detach_latents or not site["fn"].has_rsample)
+            and not is_point_mass(site["fn"])  # no score: its path is its gradient
         ]
         score_sites = tuple(site["name"] for site, _ in score_terms)
         if score_terms:
@@ -1013,8 +1004,15 @@ def _marginalized_terms(run: Pass) -> tuple[list[tuple[dict, torch.Tensor]], set
         log_prob = site["packed"]["unscaled_log_prob"]
         if not sum_dims & set(log_prob._pyro_dims):
             continue
-        # The mask inside the sum, the scale outside it (as Pyro's TraceEnum_ELBO does).
-        masked = packed.scale_and_mask(log_prob, mask=site["packed"]["mask"])
+        # The mask inside the sum, the scale outside it (as Pyro's TraceEnum_ELBO does). An
+        # enumerated site's own log p(c | .) is summed unmasked: masked or not, its values must
+        # sum to one, or a padded step of a masked HMM (poutine.mask around x_t and y_t) would
+        # count each of its H values with weight 1, adding log H to the bound per padded step
+        # and, upstream of unmasked steps, dropping its prior (TraceEnum_ELBO does the same).
+        if _is_enumerated(site):
+            masked = log_prob
+        else:
+            masked = packed.scale_and_mask(log_prob, mask=site["packed"]["mask"])
         ordinal = frozenset(
             trace.plate_to_symbol[frame.name]
             for frame in site["cond_indep_stack"]

@@ -43,6 +43,7 @@ class TraceELBO(Estimator):
     name = "elbo"
     requires_reparam = False
     enumerates_guide = True
+    site_baselines = True
 
     def __init__(
         self,
@@ -85,20 +86,45 @@ class TraceELBO(Estimator):
     def _baseline(
         self, name: str, options: dict, cost: torch.Tensor
     ) -> tuple[torch.Tensor | float, torch.Tensor | None]:
-        """(baseline ``[K, M]``-broadcastable, squared-error loss of a learned one or ``None``)."""
+        """(baseline ``[K, M]``-broadcastable, squared-error loss of a learned one or ``None``).
+
+        Pyro's options (TraceGraph_ELBO): ``nn_baseline`` (with ``nn_baseline_input``) or
+        ``baseline_value``, trained by squared error against the cost when they carry a
+        gradient, plus the decaying average when ``use_decaying_avg_baseline`` is also given.
+        Without a baseline of the user's: the leave-one-out mean (K > 1) or the decaying average
+        (K = 1) unless ``use_decaying_avg_baseline`` is False.
+        """
+        check_baseline_options(name, options)
         count, columns = cost.shape
-        if "baseline_value" in options:
-            return _as_columns(name, options["baseline_value"], columns), None
+        learned: torch.Tensor | None = None
         if "nn_baseline" in options:
             network = options["nn_baseline"]
-            value = network(*_as_tuple(options.get("nn_baseline_input", ())))
-            value = _as_columns(name, value, columns)
-            return value.detach(), (value - cost).pow(2).sum()
+            # Its input detached, as Pyro does: the baseline's squared error must train the
+            # baseline alone, not the networks that computed its input (the guide's encoder).
+            inputs = _as_tuple(options.get("nn_baseline_input", ()))
+            learned = network(*(_detached(item) for item in inputs))
+        elif options.get("baseline_value") is not None:
+            learned = torch.as_tensor(options["baseline_value"])
+        if learned is not None:
+            learned = _as_columns(name, learned, columns)
+            if count == 1 and options.get("use_decaying_avg_baseline") is True:
+                # Pyro adds its decaying average to the user's baseline, and fits the sum.
+                learned = learned + self._decaying_average(name, options, cost)
+            loss = (learned - cost).pow(2).sum() if learned.requires_grad else None
+            return learned.detach(), loss
         if count > 1:
             return (cost.sum(0, keepdim=True) - cost) / (count - 1), None
-        decay = options.get("baseline_beta", self.baseline_decay)
-        if not options.get("use_decaying_avg_baseline", True) or decay == 0:
+        if not options.get("use_decaying_avg_baseline", True):
             return 0.0, None
+        return self._decaying_average(name, options, cost), None
+
+    def _decaying_average(
+        self, name: str, options: dict, cost: torch.Tensor
+    ) -> torch.Tensor | float:
+        """The average of the site's past costs (0 on its first step), updated with this one."""
+        decay = options.get("baseline_beta", self.baseline_decay)
+        if decay == 0:
+            return 0.0
         # One number per site (minibatches hold different datapoints each step), a tensor so
         # that no step waits for the device.
         previous = self._averages.get(name)
@@ -106,11 +132,46 @@ class TraceELBO(Estimator):
         self._averages[name] = (
             current if previous is None else decay * previous + (1 - decay) * current
         )
-        return (0.0 if previous is None else previous), None
+        return 0.0 if previous is None else previous
+
+
+#: The keys of ``infer={"baseline": {...}}`` (Pyro's TraceGraph_ELBO reads the same).
+BASELINE_OPTIONS = (
+    "nn_baseline",
+    "nn_baseline_input",
+    "use_decaying_avg_baseline",
+    "baseline_beta",
+    "baseline_value",
+)
+
+
+def check_baseline_options(name: str, options: object) -> None:
+    """Refuse a site's ``infer["baseline"]`` that Pyro would refuse: not a dict, an unknown key
+    (a misspelt option would otherwise be silently ignored), or both a network and a value."""
+    if not isinstance(options, dict):
+        raise TypeError(
+            f"infer['baseline'] of site {name!r} must be a dict of baseline options "
+            f"{list(BASELINE_OPTIONS)}, got {type(options).__name__}"
+        )
+    unknown = sorted(set(options) - set(BASELINE_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"infer['baseline'] of site {name!r} has the unknown options {unknown}; the options "
+            f"are {list(BASELINE_OPTIONS)}"
+        )
+    if "nn_baseline" in options and options.get("baseline_value") is not None:
+        raise ValueError(
+            f"infer['baseline'] of site {name!r} gives both nn_baseline and baseline_value; "
+            "give one"
+        )
 
 
 def _as_tuple(value: object) -> tuple:
     return value if isinstance(value, tuple) else (value,)
+
+
+def _detached(value: object) -> object:
+    return value.detach() if isinstance(value, torch.Tensor) else value
 
 
 def _as_columns(name: str, value: object, columns: int) -> torch.Tensor:
@@ -151,7 +212,8 @@ class ScoreFunctionELBO(TraceELBO):
     discrete or otherwise non-reparameterizable guides, with the Rao-Blackwellization and the
     baselines of :class:`TraceELBO` (leave-one-out for K > 1; a decaying average, decayed by
     ``baseline_decay``, or a site's own baseline for K = 1). Every latent is detached as it is
-    drawn, so a latent's distribution sees the latents it depends on as constants.
+    drawn, so a latent's distribution sees the latents it depends on as constants; a point mass
+    (``Delta``, ``AutoDelta``) is not, since it has no score: its value's path is its gradient.
 
     References:
         Williams (1992); Mnih & Rezende, "Variational inference for Monte Carlo objectives" (2016).
