@@ -285,29 +285,47 @@ def _scale(site: dict) -> float | None:
 def _check_program(
     model: Callable, guide: Callable, batch: tuple, kwargs: dict, loss: ELBO
 ) -> None:
-    """One run of the guide and the model replayed on it, on the first batch, before training:
+    """Runs of the guide and the model replayed on it, on the first batch, before training:
 
     - when fit passes ``num_data = N`` (both accept it, perhaps through ``**kwargs``), the model
       must scale its minibatch of B < N datapoints by N / B and the guide its local latents
       alike: a program that ignores it would train on a different bound and report a loss
-      B / N of the true one;
+      B / N of the true one. Checked by running the program with ``num_data = N`` and with
+      ``num_data = B``: some site of the model must change its scale, and a latent's scale must
+      change in the guide exactly when it changes in the model;
     - with a Pyro ELBO (which only warns), every latent of the model needs a guide site of the
       same name and the guide no latent the model lacks; this package's estimators check that
       themselves, among much else.
 
-    The run draws from forks of the random number generators: training is unchanged by it.
+    The runs draw from forks of the random number generators, with the networks in eval mode
+    (batch-norm statistics untouched): training is unchanged by them.
     """
-    from pyro.poutine.util import prune_subsample_sites
-
     num_data = kwargs.get("num_data")
     size = len(batch[0])
     checks_scale = num_data is not None and size < num_data
     if isinstance(loss, estimators.Estimator) and not checks_scale:
         return
+    model_trace, guide_trace = _traces(model, guide, batch, kwargs)
+    if not isinstance(loss, estimators.Estimator):
+        _check_sites_match(model_trace, guide_trace)
+    if checks_scale:
+        unscaled = _traces(model, guide, batch, {**kwargs, "num_data": size})
+        _check_num_data((model_trace, guide_trace), unscaled, num_data, size)
+
+
+def _traces(
+    model: Callable, guide: Callable, batch: tuple, kwargs: dict
+) -> tuple[poutine.Trace, poutine.Trace]:
+    """The model's and the guide's traces of one run, plates' index sites left out, with no
+    effect on the random number generators, the parameter store's gradients or the networks'
+    batch-norm statistics."""
+    from pyro.poutine.util import prune_subsample_sites
+
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with (
         torch.no_grad(),
         torch.random.fork_rng(devices=devices),
+        eval_mode(model, guide),
         poutine.block(),
         pyro.validation_enabled(False),
     ):
@@ -315,20 +333,15 @@ def _check_program(
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *batch, **kwargs
         )
-    guide_trace, model_trace = (
-        prune_subsample_sites(guide_trace),
-        prune_subsample_sites(model_trace),
-    )
-    if not isinstance(loss, estimators.Estimator):
-        _check_sites_match(model_trace, guide_trace)
-    if checks_scale:
-        _check_num_data(model_trace, guide_trace, num_data, size)
+    return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
 
 
 def _check_sites_match(model_trace: poutine.Trace, guide_trace: poutine.Trace) -> None:
     """Every latent of the model has a guide site of its name (but those the model marks for
-    enumeration, which TraceEnum_ELBO sums out), and the guide samples no latent the model lacks
-    (but its ``is_auxiliary`` sites)."""
+    enumeration, which TraceEnum_ELBO sums out, and point masses, whose log-density is 0
+    whatever the guide), and the guide samples no latent the model lacks (but its
+    ``is_auxiliary`` sites)."""
+    from pyro_vi.traces import is_point_mass
 
     def latents(trace: poutine.Trace) -> dict[str, dict]:
         return {
@@ -338,7 +351,9 @@ def _check_sites_match(model_trace: poutine.Trace, guide_trace: poutine.Trace) -
         }
 
     model_latents = {
-        name for name, site in latents(model_trace).items() if not site["infer"].get("enumerate")
+        name
+        for name, site in latents(model_trace).items()
+        if not site["infer"].get("enumerate") and not is_point_mass(site["fn"])
     }
     guide_latents = latents(guide_trace)
     for name in sorted(model_latents - set(guide_latents)):
@@ -357,33 +372,50 @@ def _check_sites_match(model_trace: poutine.Trace, guide_trace: poutine.Trace) -
 
 
 def _check_num_data(
-    model_trace: poutine.Trace, guide_trace: poutine.Trace, num_data: int, size: int
+    scaled: tuple[poutine.Trace, poutine.Trace],
+    unscaled: tuple[poutine.Trace, poutine.Trace],
+    num_data: int,
+    size: int,
 ) -> None:
-    ratio = num_data / size
+    """``scaled``: the (model, guide) traces run with ``num_data = N``; ``unscaled``: with
+    ``num_data = B``, the minibatch's own size. A site's scale that differs between the two
+    reads ``num_data``."""
     remedy = (
         "declare the data plate with it, pyro.plate('data', num_data, subsample=torch.arange("
         "len(x))), in both; or let neither take num_data (nor **kwargs, e.g. wrap it: "
         "fit(lambda x: model(x), ...)) for an unscaled minibatch bound"
     )
-    samples = {n: s for n, s in model_trace.nodes.items() if s["type"] == "sample"}
-    if all(_scale(site) == 1.0 for site in samples.values()):
+
+    def reads_num_data(name: str, role: int) -> bool | None:
+        """Whether the site's scale depends on num_data (``None``: not a sample site of both
+        runs, or a scale of several values)."""
+        sites = [traces[role].nodes.get(name) for traces in (scaled, unscaled)]
+        if any(site is None or site["type"] != "sample" for site in sites):
+            return None
+        values = [_scale(site) for site in sites]
+        if None in values:
+            return None
+        return not math.isclose(values[0], values[1])
+
+    model_sites = [n for n, s in scaled[0].nodes.items() if s["type"] == "sample"]
+    reads = {name: reads_num_data(name, 0) for name in model_sites}
+    if not any(reads.values()) and None not in reads.values():
         raise ValueError(
             f"fit passes num_data={num_data} to the model and the guide, since both accept it, "
-            f"but no site of the model is scaled by num_data / batch = {num_data}/{size} (the "
-            f"model ignores it, through **kwargs perhaps), so the minibatch bound and the "
-            f"reported loss would be wrong; {remedy}"
+            f"but no site of the model changes its scale when num_data goes from {size} (the "
+            f"minibatch's size) to {num_data} (the model ignores it, through **kwargs "
+            f"perhaps), so the minibatch bound and the reported loss would be wrong; {remedy}"
         )
-    for name, site in guide_trace.nodes.items():
-        if site["type"] != "sample" or name not in samples:
+    for name, site in scaled[1].nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or reads.get(name) is None:
             continue
-        model_scale, guide_scale = _scale(samples[name]), _scale(site)
-        if model_scale is None or guide_scale is None or not guide_scale:
-            continue
-        if any(math.isclose(model_scale / guide_scale, r) for r in (ratio, 1 / ratio)):
+        in_guide = reads_num_data(name, 1)
+        if in_guide is not None and in_guide != reads[name]:
+            ignoring, reading = ("guide", "model") if reads[name] else ("model", "guide")
             raise ValueError(
                 f"fit passes num_data={num_data} to the model and the guide, since both accept "
-                f"it, but at latent site {name!r} the model scales the minibatch of {size} by "
-                f"{model_scale:g} and the guide by {guide_scale:g}: one of them ignores "
+                f"it, but at latent site {name!r} the {reading} scales the minibatch by "
+                f"num_data / batch and the {ignoring} does not: the {ignoring} ignores "
                 f"num_data (through **kwargs perhaps); {remedy}"
             )
 

@@ -58,7 +58,7 @@ def test_a_model_that_swallows_num_data_is_refused():
     # The guide scaled its latents by N/B, the model did not: training went on with a wrong
     # bound, and the loss was reported divided by N instead of B (0.8 nats for about 8).
     guide = AmortizedGuide(model_with_kwargs, [8])
-    with pytest.raises(ValueError, match=r"num_data=40.*no site of the model is scaled"):
+    with pytest.raises(ValueError, match=r"num_data=40.*no site of the model changes its scale"):
         quick(model_with_kwargs, guide, X)
 
 
@@ -76,9 +76,63 @@ def test_a_guide_that_swallows_num_data_is_refused():
 
     pyro.clear_param_store()
     with pytest.raises(
-        ValueError, match=r"at latent site 'z' the model scales .* by 4 and the guide by 1"
+        ValueError,
+        match=r"at latent site .z. the model scales the minibatch by num_data / batch and the",
     ):
         quick(scaled_model, guide, X)
+
+
+def test_a_model_that_swallows_num_data_is_refused_even_with_a_scaled_site():
+    # KL annealing gives a site a scale of its own: "every scale is 1" missed the model that
+    # ignores num_data; "no scale changes with num_data" does not.
+    from pyro import poutine
+
+    def annealed(x, **kwargs):
+        with poutine.scale(scale=0.5):
+            model(x)
+
+    with pytest.raises(ValueError, match=r"no site of the model changes its scale"):
+        quick(annealed, AmortizedGuide(annealed, [8]), X)
+
+
+def test_a_model_only_point_mass_needs_no_guide_site_under_pyros_elbo():
+    # log p of a Delta at its own value is 0 whatever the guide: Pyro's Trace_ELBO trains it.
+    def with_delta(x):
+        loc = pyro.sample("loc", dist.Delta(torch.tensor(0.0)))
+        with pyro.plate("data", x.shape[0]):
+            shift = pyro.param("shift", torch.zeros(()))
+            pyro.sample("x", dist.Normal(loc + shift, 1.0).expand([5]).to_event(1), obs=x)
+
+    pyro.clear_param_store()
+    with pytest.warns(UserWarning, match="Found vars in model but not guide"):
+        history = quick(with_delta, lambda x: None, X)
+    assert np.isfinite(history.train_loss).all()
+
+
+def test_the_checks_before_training_leave_batch_norm_statistics_alone(monkeypatch):
+    # The checks run the program once more; in train mode a batch norm would count that batch.
+    import pyro_vi.train.loop as loop
+
+    def tracked() -> int:
+        norm = torch.nn.BatchNorm1d(5)
+
+        def normed(x):
+            pyro.module("norm", norm)
+            with pyro.plate("data", x.shape[0]):
+                z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+                pyro.sample(
+                    "x",
+                    dist.Normal(norm(z.sum(-1, keepdim=True).expand(x.shape)), 1.0).to_event(1),
+                    obs=x,
+                )
+
+        pyro.clear_param_store()
+        quick(normed, AmortizedGuide(normed, [8]), X, batch_size=40)
+        return int(norm.num_batches_tracked)
+
+    checked = tracked()
+    monkeypatch.setattr(loop, "_check_program", lambda *args: None)
+    assert checked == tracked()
 
 
 def test_a_list_of_datapoints_gets_an_error_naming_the_data():
