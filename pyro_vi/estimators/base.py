@@ -445,7 +445,7 @@ def _key(model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Any:
     latent to sample or sum out), has a different structure for each and must be validated and
     probed for each; minibatches of another size or content keep the key.
     """
-    key = (model, guide, _kind(args), _kind(kwargs))
+    key = (model, guide, tuple(_kind(item) for item in args), _kind(kwargs))
     try:
         hash(key)
     except TypeError:
@@ -462,7 +462,12 @@ def _kind(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return ("tensor", value.dim())
     if isinstance(value, (tuple, list)):
-        return (type(value).__name__, *(_kind(item) for item in value))
+        kinds = [_kind(item) for item in value]
+        if len(kinds) > 1 and all(kind == kinds[0] for kind in kinds):
+            # A list of like items (per-sequence tensors, say): its length is a size, and a
+            # key per length would probe the program again at each new one.
+            return (type(value).__name__, "*", kinds[0])
+        return (type(value).__name__, *kinds)
     if isinstance(value, dict):
         return ("dict", *sorted((str(k), _kind(v)) for k, v in value.items()))
     return type(value).__name__

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 from pyro import poutine
+from pyro.distributions.torch_distribution import MaskedDistribution
 
 from pyro_vi import _noise_scoring
 from pyro_vi.traces import (
@@ -1066,8 +1067,26 @@ def _marginalized_terms(run: Pass) -> tuple[list[tuple[dict, torch.Tensor]], set
 
 
 def _analytic_kl(guide_site: dict, model_site: dict) -> torch.Tensor | None:
-    """KL(q || p) with the shape of q's batch, or ``None`` when no closed form is registered."""
+    """KL(q || p) with the shape of q's batch, or ``None`` when no closed form is registered or
+    the two distributions are masked differently."""
+    model_masks, guide_masks = _fn_masks(model_site["fn"]), _fn_masks(guide_site["fn"])
+    if len(model_masks) != len(guide_masks) or any(
+        a is not b for a, b in zip(model_masks, guide_masks, strict=True)
+    ):
+        # ``.mask(m)`` on one side only, or other masks: torch's KL of two masked distributions
+        # masks by m_p & m_q, which is not E_q[m_p log p - m_q log q]; Monte Carlo is.
+        return None
     try:
         return torch.distributions.kl_divergence(guide_site["fn"], model_site["fn"])
     except NotImplementedError:
         return None
+
+
+def _fn_masks(fn: Any) -> list:
+    """The masks of the masked distributions ``fn`` wraps, outermost first."""
+    masks = []
+    while fn is not None:
+        if isinstance(fn, MaskedDistribution):
+            masks.append(fn._mask)
+        fn = getattr(fn, "base_dist", None)
+    return masks

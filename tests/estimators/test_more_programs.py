@@ -558,3 +558,52 @@ def test_a_guide_that_samples_labels_only_when_unlabelled_is_validated_then(name
     estimator.loss(model, guide, x, y)
     with pytest.raises(ValueError, match="site 'y'.*without rsample"):
         estimator.loss(model, guide, x)
+
+
+def test_a_list_of_like_tensors_is_probed_once_whatever_its_length(monkeypatch):
+    # The key of what an estimator learned of a program holds its arguments' kind; a list's
+    # length is a size, not a kind: a bag of per-item tensors of varying size must not be
+    # probed again (and, past eight sizes, at every step).
+    import pyro_vi.estimators.base as base
+
+    probes = []
+    probe = base.probe_program
+    monkeypatch.setattr(base, "probe_program", lambda *a, **k: probes.append(1) or probe(*a, **k))
+
+    def model(xs):
+        x = torch.stack(xs)
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(t(0.0), t(1.0)))
+            pyro.sample("x", dist.Normal(z, t(1.0)), obs=x)
+
+    def guide(xs):
+        loc = pyro.param("loc", t(0.0))
+        with pyro.plate("data", len(xs)):
+            pyro.sample("z", dist.Normal(loc, t(1.0)))
+
+    estimator = get("elbo")
+    for size in range(2, 14):
+        estimator.loss(model, guide, [t(float(i)) for i in range(size)])
+    assert len(probes) == 1
+
+
+def test_meanfield_with_distributions_masked_differently_takes_monte_carlo():
+    # torch's KL of two masked distributions masks by m_p & m_q, not E_q[m_p log p - m_q log q]:
+    # with .mask(m) in the model and .mask(~m) in the guide, the closed form dropped both terms.
+    m = torch.tensor([True, False, True, False])
+
+    def model(x):
+        with pyro.plate("data", 4):
+            z = pyro.sample("z", dist.Normal(t(0.0), t(1.0)).expand([4]).mask(m))
+            pyro.sample("x", dist.Normal(z, t(1.0)), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", 4):
+            pyro.sample("z", dist.Normal(x / 2, t(0.7)).mask(~m))
+
+    x = t([0.5, 1.5, -0.3, 2.0])
+    weights = []
+    for name in ("elbo", "meanfield"):
+        pyro.set_rng_seed(0)
+        weights.append(get(name, num_particles=3).log_weights(model, guide, x).log_w)
+    torch.testing.assert_close(weights[1], weights[0], rtol=0, atol=EXACT)
