@@ -112,7 +112,8 @@ class Estimator(ELBO):
         self.data_plate = data_plate
         self.max_plate_nesting = max_plate_nesting
         self._programs: dict[Any, _Program] = {}
-        self._enumerator: ELBO | None = None
+        # One TraceEnum_ELBO per plate nesting: programs of another depth need their own.
+        self._enumerators: dict[int, ELBO] = {}
 
     # -- what subclasses implement ------------------------------------------------------------
 
@@ -243,19 +244,20 @@ class Estimator(ELBO):
         program = self._program(model, guide, args, kwargs)
         if not program.probe.guide_enumerated:
             return None
-        if self._enumerator is None:
+        enumerator = self._enumerators.get(program.nesting)
+        if enumerator is None:
             warnings.warn(
                 f"the guide marks {list(program.probe.guide_enumerated)} for enumeration: the "
                 f"{self.name!r} estimator hands this program to Pyro's TraceEnum_ELBO, which "
                 "sums them out exactly",
                 stacklevel=3,
             )
-            self._enumerator = TraceEnum_ELBO(
+            enumerator = self._enumerators[program.nesting] = TraceEnum_ELBO(
                 num_particles=self.num_particles,
                 max_plate_nesting=program.nesting,
                 vectorize_particles=self.vectorize_particles and self.num_particles > 1,
             )
-        return self._enumerator
+        return enumerator
 
     def _validate(self, traces: ProgramTraces, nesting: int) -> None:
         check_program(

@@ -298,3 +298,35 @@ def test_an_m2_label_sampled_by_an_exact_guide_gives_the_evidence(name):
         torch.testing.assert_close(
             weights.log_w, expected.expand_as(weights.log_w), rtol=0, atol=1e-12
         )
+
+
+def test_one_estimator_hands_programs_of_two_plate_depths_to_their_own_trace_enum_elbo():
+    # The TraceEnum_ELBO that 'elbo' hands an enumerated guide to was built once, with the first
+    # program's plate nesting: a deeper second program then failed inside Pyro.
+    def flat_model(x):
+        with pyro.plate("data", x.shape[0]):
+            c = pyro.sample("c", dist.Bernoulli(t(0.3)))
+            pyro.sample("x", dist.Normal(c, t(1.0)), obs=x[:, 0])
+
+    def flat_guide(x):
+        p = pyro.param("p_flat", t(0.5))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("c", dist.Bernoulli(p), infer=ENUMERATE)
+
+    def nested_model(x):
+        with pyro.plate("data", x.shape[0], dim=-2), pyro.plate("feature", x.shape[1], dim=-1):
+            c = pyro.sample("c", dist.Bernoulli(t(0.3)))
+            pyro.sample("x", dist.Normal(c, t(1.0)), obs=x)
+
+    def nested_guide(x):
+        p = pyro.param("p_nested", t(0.5))
+        with pyro.plate("data", x.shape[0], dim=-2), pyro.plate("feature", x.shape[1], dim=-1):
+            pyro.sample("c", dist.Bernoulli(p), infer=ENUMERATE)
+
+    x = t([[0.2, 1.1], [0.9, -0.4], [1.5, 0.3]])
+    estimator = get("elbo")
+    with pytest.warns(UserWarning, match="TraceEnum_ELBO"):
+        estimator.loss(flat_model, flat_guide, x)
+        loss = estimator.loss(nested_model, nested_guide, x)
+    expected = TraceEnum_ELBO(max_plate_nesting=2).loss(nested_model, nested_guide, x)
+    assert loss == pytest.approx(expected, rel=1e-12)
