@@ -1031,6 +1031,12 @@ class Trainer:
         builds the optimizer over every parameter it found. With ``apply=False`` (before loading
         a checkpoint) its gradients are dropped, for no step to use them."""
         eager = make_step(self.model, self.guide, self.loss, self.kwargs, [], False, self.device)
+        # A previous fit on the same networks, or the user's own backward, may have left
+        # gradients on the parameters that exist already: the first backward would add to them.
+        for _, param in pyro.get_param_store().named_parameters():
+            param.grad = None
+        for module in modules_of(self.model, self.guide):
+            module.zero_grad(set_to_none=True)
         with poutine.trace(param_only=True) as capture:
             value = eager(batch)
         self.params, self.names = _leaves(capture.trace, self.model, self.guide)

@@ -224,3 +224,24 @@ def test_a_model_latent_summed_out_by_trace_enum_elbo_needs_no_guide_site():
     loss = pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)
     history = quick(mixture, lambda x: None, X, loss=loss)
     assert np.isfinite(history.train_loss).all()
+
+
+def test_a_second_fit_on_the_same_networks_ignores_the_first_ones_gradients():
+    # fit leaves each parameter's last gradient in .grad, as torch's optimizers do; the next
+    # fit's first backward added to it, so the same seeded run gave another answer.
+    network = torch.nn.Linear(5, 3)
+
+    def encoded_guide(x):
+        pyro.module("encoder", network)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(network(x), 1.0).to_event(1))
+
+    def run() -> list[float]:
+        pyro.clear_param_store()
+        torch.manual_seed(1)
+        network.reset_parameters()
+        return quick(model, encoded_guide, X, epochs=2).train_loss
+
+    first = run()
+    assert network.weight.grad is not None  # what the second run used to start from
+    assert run() == first
