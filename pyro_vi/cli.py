@@ -418,11 +418,33 @@ def _spec_source(args: argparse.Namespace) -> object:
     return DEFAULT_SPEC
 
 
+def _train_spec(args: argparse.Namespace) -> Any:
+    """The spec ``train`` trains. A resumed run's spec.toml holds every key of its parts (an
+    ELBO's ``baseline_decay``), so an override that swaps a part (``--estimator iwae``) fails
+    on those keys first; the error then names the override a resume cannot take."""
+    from pyro_vi.runs.resume import MAY_CHANGE, may_change
+
+    overrides = _overrides(args)
+    try:
+        return load_spec(_spec_source(args), overrides)
+    except SpecError:
+        if args.resume is None or args.spec is not None:
+            raise
+        fixed = [text for text in overrides if not may_change(text.split("=", 1)[0].strip())]
+        if not fixed:
+            raise
+        raise SpecError(
+            f"cannot resume {args.resume!r} with {', '.join(fixed)}: a resumed run keeps the "
+            f"spec in its {SPEC_FILE}, and only {list(MAY_CHANGE)} may change on resume (train "
+            "a new run to change anything else)"
+        ) from None
+
+
 def _train(args: argparse.Namespace) -> int:
     from pyro_vi.runs import distributed
     from pyro_vi.runs.training import EvaluationInterrupted, train_spec
 
-    spec = load_spec(_spec_source(args), _overrides(args))
+    spec = _train_spec(args)
     started_group = distributed.init_from_environment(spec.training["device"])
     lead = distributed.rank() == 0
     try:
@@ -582,6 +604,12 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line: loaders explain in sentences on several lines (what is
+    missing, where to get it), and a command's error must be a single line of stderr."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyro-vi`` console script; returns the exit status.
 
@@ -607,13 +635,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         FileExistsError,
         ModuleNotFoundError,  # an optional package a command needs (optuna)
     ) as error:
-        print(f"pyro-vi {args.command}: error: {error}", file=sys.stderr)
+        print(f"pyro-vi {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except OSError as error:
         where = f" {error.filename!r}" if error.filename else ""
         print(
             f"pyro-vi {args.command}: error: cannot write or read{where}: "
-            f"{error.strerror or error}",
+            f"{error.strerror or _one_line(error)}",
             file=sys.stderr,
         )
         return 2

@@ -22,7 +22,14 @@ from typing import Any
 from pyro_vi.spec import Spec, SpecError
 from pyro_vi.spec.resolve import SECTIONS, TOP_LEVEL
 
-__all__ = ["MAY_CHANGE", "check_same_run", "flat_spec", "spec_differences", "spec_tag"]
+__all__ = [
+    "MAY_CHANGE",
+    "check_same_run",
+    "flat_spec",
+    "may_change",
+    "spec_differences",
+    "spec_tag",
+]
 
 #: Dotted keys (or whole sections) a resumed run may change.
 MAY_CHANGE = (
@@ -56,8 +63,12 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
-def _may_change(key: str) -> bool:
+def may_change(key: str) -> bool:
+    """Whether a resumed run may change the dotted spec ``key`` (:data:`MAY_CHANGE`)."""
     return any(key == allowed or key.startswith(f"{allowed}.") for allowed in MAY_CHANGE)
+
+
+_may_change = may_change
 
 
 def spec_differences(saved: Spec, requested: Spec) -> list[tuple[str, Any, Any]]:
