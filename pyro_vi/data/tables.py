@@ -12,6 +12,7 @@ Parquet needs the optional package pyarrow (``pip install pyarrow``); without it
 
 from __future__ import annotations
 
+import csv
 import gzip
 import warnings
 from pathlib import Path
@@ -67,7 +68,7 @@ def read_table(path: Path, *, label_column: str | None = None) -> Split:
     if suffix in PARQUET_SUFFIXES:
         columns, values = _read_parquet(path)
     elif suffix in TEXT_SUFFIXES:
-        columns, values = _read_text(path, TEXT_SUFFIXES[suffix])
+        columns, values = _read_text(path, TEXT_SUFFIXES[suffix], label_column)
     else:
         raise ValueError(
             f"{str(path)!r} is not a table: allowed suffixes {[*TEXT_SUFFIXES, *PARQUET_SUFFIXES]}"
@@ -116,7 +117,29 @@ def _is_number(field: str) -> bool:
     return True
 
 
-def _read_text(path: Path, delimiter: str) -> tuple[list[str] | None, np.ndarray]:
+def _first_non_number(path: Path, delimiter: str, skip: int) -> tuple[int, int, str] | None:
+    """``(line number, column index, field)`` of the first field past line ``skip`` that is
+    not a number (text, or empty), to name it; ``None`` when every field is one."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as file:
+            rows = csv.reader(file, delimiter=delimiter, quotechar='"')
+            for row in rows:
+                if rows.line_num <= skip or not "".join(row).strip():
+                    continue
+                if row[0].lstrip().startswith("#"):
+                    continue
+                for index, field in enumerate(row):
+                    if not _is_number(field):
+                        return rows.line_num, index, field
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error):
+        return None
+    return None
+
+
+def _read_text(
+    path: Path, delimiter: str, label_column: str | None = None
+) -> tuple[list[str] | None, np.ndarray]:
     line, number = _first_row(path)
     fields = line.rstrip("\r\n").split(delimiter)
     header = not all(_is_number(field) for field in fields)
@@ -136,7 +159,23 @@ def _read_text(path: Path, delimiter: str) -> tuple[list[str] | None, np.ndarray
                 encoding="utf-8",
             )
     except (ValueError, OSError, EOFError, UnicodeDecodeError) as error:
-        problem = str(error).splitlines()[0]
+        problem = str(error).splitlines()[0].rstrip(".")
+        found = _first_non_number(path, delimiter, number if header else 0)
+        if found is not None:
+            line_number, index, field = found
+            name = columns[index] if columns is not None and index < len(columns) else None
+            if name is not None and name == label_column:
+                raise ValueError(
+                    f"label_column = {label_column!r} of {str(path)!r} holds {field!r} on "
+                    f"line {line_number}, not an integer: class labels must be integers "
+                    "0..C-1 (write each class as its number)"
+                ) from None
+            column = f"column {name!r}" if name is not None else f"column {index + 1}"
+            if field.strip():
+                what = f"{field!r} on line {line_number}, not a number (a column of text: drop it)"
+            else:
+                what = f"an empty field on line {line_number}"
+            problem = f"{column} holds {what}; {problem}"
         raise corrupted(path, f"numpy cannot parse it: {problem}.", hint=_TEXT_HINT) from None
     if values.size == 0:
         raise ValueError(f"the table {str(path)!r} has no data rows, only a header")
