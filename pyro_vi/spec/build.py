@@ -10,7 +10,7 @@ and a hand-written model trains the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,7 +23,7 @@ from torch import nn
 from pyro_vi import estimators
 from pyro_vi.spec.data_loading import DataInfo
 from pyro_vi.spec.kinds import kind_of
-from pyro_vi.spec.resolve import Spec
+from pyro_vi.spec.resolve import Spec, as_spec
 
 
 @dataclass
@@ -64,13 +64,22 @@ class Built:
         return self.for_evaluation().model is not self.model
 
 
-def build(spec: Spec, info: DataInfo) -> Built:
+def build(spec: Spec | Mapping[str, Any], info: DataInfo) -> Built:
     """Build the model, guide and estimator that ``spec`` describes, for data shaped ``info``.
+
+    Arguments:
+        spec: A :class:`Spec`, or a dict that :func:`~pyro_vi.spec.resolve.resolve` validates.
+        info: The data's shape and classes (``load_data(spec).info``).
 
     Returns:
         A :class:`Built`; its model and guide have fresh parameters (seed with
         ``pyro.set_rng_seed`` first for reproducibility).
+
+    Raises:
+        SpecError: a dict that is not a valid spec.
+        TypeError: ``spec`` is neither a Spec nor a dict.
     """
+    spec = as_spec(spec)
     model, guide = kind_of(spec).build(spec, info)
     options = {k: v for k, v in spec.estimator.items() if k != "name"}
     return Built(model, guide, estimators.get(spec.estimator["name"], **options), spec, info)

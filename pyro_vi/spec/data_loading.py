@@ -11,7 +11,7 @@ convolutional network against the datapoint shape. Every problem is an error bef
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,7 @@ from pyro_vi._registry import keyword_options
 from pyro_vi.data.splits import VALIDATION_STREAM
 from pyro_vi.models import likelihoods
 from pyro_vi.spec.data_section import no_validation_split
-from pyro_vi.spec.resolve import Spec
+from pyro_vi.spec.resolve import Spec, as_spec
 from pyro_vi.spec.schema import SpecError
 
 __all__ = ["Data", "DataInfo", "load_data"]
@@ -75,11 +75,11 @@ class _Splits:
     num_classes: int | None = None
 
 
-def load_data(spec: Spec) -> Data:
+def load_data(spec: Spec | Mapping[str, Any]) -> Data:
     """Read, split and check the spec's data (see the module docstring for the steps).
 
     Arguments:
-        spec: A resolved spec.
+        spec: A resolved spec (a dict is resolved first).
 
     Returns:
         The :class:`Data`, its ``info`` ready for :func:`pyro_vi.spec.build`.
@@ -99,6 +99,7 @@ def load_data(spec: Spec) -> Data:
         >>> data = load_data(load_spec({"data": {"path": "cells.npz", "validation": 0.1}}))
         >>> fit(model, guide, data.train, validation_data=data.validation)
     """
+    spec = as_spec(spec)
     if spec.data["path"] is None:
         splits = _named(spec)
     else:

@@ -41,13 +41,19 @@ def read_spec_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise SpecError(f"spec file {str(path)!r} must end in one of {list(SUFFIXES)}")
     if not path.is_file():
         raise FileNotFoundError(f"spec file {str(path)!r} does not exist")
-    text = path.read_text()
     try:
-        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise SpecError(
             f"spec file {str(path)!r} is not valid {path.suffix[1:]}: {error}"
         ) from None
+    if not isinstance(raw, dict):
+        raise SpecError(
+            f"spec file {str(path)!r} holds {describe(raw)}; a spec is an object of sections, "
+            'e.g. {"model": {"latent_dim": 8}, "training": {"epochs": 5}}'
+        )
+    return raw
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -125,7 +131,10 @@ def spec_to_toml(spec: Spec) -> str:
 
 
 def save_spec(spec: Spec, path: str | os.PathLike[str]) -> Path:
-    """Write the spec as TOML to ``path``."""
+    """Write the spec as TOML to ``path``, through a temporary file so that a kill mid-write
+    never leaves half a spec (a run's spec.toml is what rebuilds and resumes it)."""
     path = Path(path)
-    path.write_text(spec_to_toml(spec))
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(spec_to_toml(spec))
+    os.replace(partial, path)
     return path

@@ -414,3 +414,14 @@ DEFAULT_SPEC: dict[str, Any] = {
     "optimizer": {"name": "adam", "lr": 3e-3},
     "training": {"epochs": 150, "batch_size": 100, "seed": 0},
 }
+
+
+def as_spec(spec: Spec | Mapping[str, Any]) -> Spec:
+    """``spec`` itself, or a dict validated into a :class:`Spec`; anything else is a TypeError."""
+    if isinstance(spec, Spec):
+        return spec
+    if isinstance(spec, Mapping):
+        return resolve(spec)
+    raise TypeError(
+        f"spec must be a Spec (pyro_vi.spec.load_spec) or a dict, got {type(spec).__name__}"
+    )
