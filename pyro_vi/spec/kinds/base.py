@@ -168,7 +168,9 @@ class ModelKind:
             drawn["samples"] = self.sample_grid(built, first[0], labels)
         if images:
             drawn["reconstructions"] = report.reconstruction_grid(model, guide, first)
-            # A line needs two ends: with one image per grid it runs to the next test image.
+        if images and len(test[0]) >= 2:
+            # A line needs two ends: with one image per grid it runs to the next test image
+            # (a test set of one image has no line to draw).
             ends = tuple(item[: max(num_images, 2)] for item in test)
             drawn["interpolation"] = report.interpolation_grid(
                 model, guide, ends, site=self.decoder_site(spec)
