@@ -38,6 +38,7 @@ The JSON files follow one versioned schema, documented in :mod:`pyro_vi.records`
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -235,8 +236,17 @@ def clear_results(path: Path) -> None:
     _clear_partial(path)
 
 
+#: The temporary files of atomic writes (a write, then a rename) that a kill interrupted.
+PARTIAL_PATTERNS = ("*.partial", f".{CHECKPOINT_FILE}.*", f".{BEST_FILE}.*", f".{STATE_FILE}.*")
+
+
+def is_partial_write(name: str) -> bool:
+    """Whether the file ``name`` is a temporary file of an interrupted atomic write."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in PARTIAL_PATTERNS)
+
+
 def _clear_partial(path: Path) -> None:
-    for pattern in ("*.partial", f".{CHECKPOINT_FILE}.*", f".{BEST_FILE}.*", f".{STATE_FILE}.*"):
+    for pattern in PARTIAL_PATTERNS:
         for leftover in path.glob(pattern):
             leftover.unlink(missing_ok=True)
 

@@ -72,6 +72,7 @@ from pyro_vi.runs.folder import (
     clear_results,
     clear_run,
     data_info_dict,
+    is_partial_write,
     load_weights,
     save_weights,
     weights_record,
@@ -176,7 +177,7 @@ def run_folder(out: str | os.PathLike[str] | None, spec: Spec, overwrite: bool) 
     if out is None:
         base = Path("runs") / (spec.name or "run")
         path, number = base, 1
-        while (path / SPEC_FILE).exists():
+        while (path / SPEC_FILE).exists() or _foreign_entries(path):
             number += 1
             path = base.with_name(f"{base.name}-{number}")
         return path
@@ -188,7 +189,25 @@ def run_folder(out: str | os.PathLike[str] | None, spec: Spec, overwrite: bool) 
         )
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"--out {str(path)!r} exists and is not a folder")
+    foreign = _foreign_entries(path)
+    if foreign and not (path / SPEC_FILE).exists():
+        # A run clears its samples/, evaluation and figures when it starts or resumes, and
+        # --overwrite clears every *.png: none of that may touch files that are not a run's.
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise FileExistsError(
+            f"--out {str(path)!r} is a folder that holds no run but other files ({shown}); a "
+            "run writes its files (spec.toml, metrics.json, samples/, *.png, ...) into a "
+            "folder of its own: choose a new or empty folder"
+        )
     return path
+
+
+def _foreign_entries(path: Path) -> list[str]:
+    """The entries of the folder ``path`` that no run wrote (a run killed before writing its
+    spec.toml leaves temporary ``*.partial`` files at most); empty when there is no folder."""
+    if not path.is_dir():
+        return []
+    return sorted(entry.name for entry in path.iterdir() if not is_partial_write(entry.name))
 
 
 def _plan(
@@ -283,7 +302,10 @@ def _steps_per_epoch(num_data: int, batch_size: int) -> int:
 def _write_epoch_log(path: Path, history: History | None) -> None:
     """``metrics.jsonl`` anew: the restored history's epochs (none for a new run)."""
     lines = [] if history is None else [epoch_record(e, history) for e in range(history.epochs)]
-    (path / EPOCHS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    # Through a temporary file: a kill mid-write on resume keeps the old log whole.
+    partial = path / f"{EPOCHS_FILE}.partial"
+    partial.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    os.replace(partial, path / EPOCHS_FILE)
 
 
 def _open_folder(
