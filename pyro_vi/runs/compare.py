@@ -31,7 +31,7 @@ from pyro_vi.runs.comparison import (  # describe_*, run_row, write_comparison: 
     write_comparison,
 )
 from pyro_vi.runs.curves import DEFAULT_CURVE_SAMPLES, DEFAULT_CURVE_SIZE, EpochEvaluation
-from pyro_vi.runs.training import train_spec
+from pyro_vi.runs.training import run_folder, train_spec
 from pyro_vi.spec import Spec, load_data, load_spec
 from pyro_vi.spec.schema import SpecError
 
@@ -104,14 +104,19 @@ def compare(
     _check_matched(specs)
     names = _names(specs, sources)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    # One load for all, unless a model takes labels (the data then differs between specs).
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {str(out)!r} exists and is not a folder")
+    for name, spec in zip(names, specs, strict=True):
+        run_folder(out / name, spec, overwrite)  # a taken folder, before any run trains
+    # One load for all, unless a model takes labels (the data then differs between specs);
+    # the first spec's data is read before anything is written (a missing dataset).
     conditional = any(spec.kind.conditional(spec.model) for spec in specs)
-    data = None if conditional else load_data(specs[0])
+    first = load_data(specs[0])
+    out.mkdir(parents=True, exist_ok=True)
     rows = []
     settings: dict[str, Any] = {}
-    for name, spec in zip(names, specs, strict=True):
-        run_data = data if data is not None else load_data(spec)
+    for index, (name, spec) in enumerate(zip(names, specs, strict=True)):
+        run_data = first if index == 0 or not conditional else load_data(spec)
         evaluation = EpochEvaluation(
             out / name, run_data, num_samples=curve_samples, size=curve_size
         )

@@ -590,13 +590,14 @@ def _grid(
                 "once"
             )
         seen[name] = index
+    data_of = _Data()
+    data_of(specs[0])  # a missing dataset is reported before anything is written
     out.mkdir(parents=True, exist_ok=True)
     record = versioned({**_plan_record(source, overrides, axes, "grid"), "runs": []})
     record["runs"] = [
         {"name": n, "params": p, "outcome": None} for n, p in zip(names, shown, strict=True)
     ]
     write_json(out / "sweep.json", record)
-    data_of = _Data()
     settings: dict[str, Any] = {}
     try:
         for index, (name, spec) in enumerate(zip(names, specs, strict=True)):
@@ -702,6 +703,8 @@ def _search(
     described = (
         f"IWAE-{curve_samples} log p(x)" if key == "log_likelihood" else "reconstruction log p(x|z)"
     ) + f" of the last epoch on the {split} (first {curve_size} datapoints)"
+    data_of = _Data()
+    data_of(specs[0])  # a missing dataset is reported before anything is written
     out.mkdir(parents=True, exist_ok=True)
     study_file = out / STUDY_FILE
     if overwrite:
@@ -739,7 +742,6 @@ def _search(
     remaining = max(trials - finished, 0)
     for trial in retry[:remaining]:
         study.enqueue_trial(trial.params, user_attrs={"folder": trial.user_attrs["folder"]})
-    data_of = _Data()
     settings: dict[str, Any] = {}
 
     def objective(trial: Any) -> float:
