@@ -64,3 +64,21 @@ def check_choice(name: str, value: Any, allowed: Iterable[str]) -> str:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     return value
+
+
+def check_finite(name: str, value: Any, remedy: str) -> None:
+    """Refuse a floating-point data tensor holding NaN or infinite values, naming ``name``, how
+    many, the first one's index and value, then ``remedy``: such a value would otherwise surface
+    as a NaN loss or an error deep in torch. Anything but such a tensor passes."""
+    import torch
+
+    if not isinstance(value, torch.Tensor) or not (value.is_floating_point() or value.is_complex()):
+        return
+    bad = ~torch.isfinite(value)
+    count = int(bad.sum())
+    if count:
+        first = [int(i) for i in bad.nonzero()[0]]
+        raise ValueError(
+            f"{name} holds {count} NaN or infinite value(s), the first at index {first} "
+            f"({value[tuple(first)].item()}); {remedy}"
+        )

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from pyro_vi._checks import describe
+from pyro_vi._checks import check_finite, describe
 
 
 def _check_pair(model: Callable, guide: Callable) -> None:
@@ -40,16 +40,7 @@ def _check_data(args: tuple, function: str) -> None:
                 f"{function}: argument {position} has no datapoints (shape {tuple(value.shape)}); "
                 "pass at least one"
             )
-        if value.is_floating_point() or value.is_complex():
-            bad = ~torch.isfinite(value)
-            count = int(bad.sum())
-            if count:
-                first = [int(i) for i in bad.nonzero()[0]]
-                raise ValueError(
-                    f"{function}: argument {position} holds {count} NaN or infinite value(s), "
-                    f"the first at index {first} ({value[tuple(first)].item()}); the data must "
-                    "be finite"
-                )
+        check_finite(f"{function}: argument {position}", value, "the data must be finite")
 
 
 def _batches(args: tuple, batch_size: int | None) -> Iterator[tuple[tuple, int | None]]:

@@ -35,7 +35,7 @@ from pyro.infer import ELBO, Trace_ELBO
 
 from pyro_vi import estimators
 from pyro_vi._callables import eval_mode, modules_of
-from pyro_vi._checks import check_choice, check_float, check_int, describe
+from pyro_vi._checks import check_choice, check_finite, check_float, check_int, describe
 from pyro_vi._module import quiet_parameters
 from pyro_vi.devices import resolve_device
 from pyro_vi.progress import progress_bar
@@ -171,25 +171,14 @@ def _as_tuple(name: str, data: Batchable | Sequence[Batchable]) -> tuple[Batchab
     if lengths == {0}:
         raise ValueError(f"{name} is empty: it must hold at least one datapoint")
     for position, item in enumerate(items):
-        _check_finite(name if len(items) == 1 else f"{name}[{position}]", item)
-    return items
-
-
-def _check_finite(name: str, item: Any) -> None:
-    """NaN or infinite values in a data tensor would only surface as a NaN loss or an error deep
-    in torch (an encoder's output out of its support): refused here, by name. Datasets read lazily
-    are not scanned (they were checked when loaded, or are the user's own reader)."""
-    if not isinstance(item, torch.Tensor) or not (item.is_floating_point() or item.is_complex()):
-        return
-    bad = ~torch.isfinite(item)
-    count = int(bad.sum())
-    if count:
-        first = [int(i) for i in bad.nonzero()[0]]
-        raise ValueError(
-            f"{name} holds {count} NaN or infinite value(s), the first at index {first} "
-            f"({item[tuple(first)].item()}); fit needs finite data: remove or impute them (for "
-            "missing values, fill them and pass a mask tensor as a further field the model reads)"
+        # Datasets read lazily are not scanned (checked when loaded, or the user's own reader).
+        check_finite(
+            name if len(items) == 1 else f"{name}[{position}]",
+            item,
+            "fit needs finite data: remove or impute them (for missing values, fill them and "
+            "pass a mask tensor as a further field the model reads)",
         )
+    return items
 
 
 def _signature(fn: Callable) -> inspect.Signature | None:
