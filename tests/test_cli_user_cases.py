@@ -152,3 +152,12 @@ def test_a_spec_write_that_fails_midway_keeps_the_old_spec(tmp_path, monkeypatch
         save_spec(load_spec({"training": {"epochs": 3}}), path)
     monkeypatch.undo()
     assert path.read_text() == before
+
+
+@pytest.mark.parametrize("command", ["evaluate", "sample"])
+def test_a_folder_that_is_no_run_is_not_told_to_resume(tmp_path, capsys, command):
+    (tmp_path / "data.npy").write_text("not a run")
+    assert main([command, str(tmp_path), "--no-progress"]) == 2
+    line = _error_line(capsys)
+    assert "is not a finished run folder" in line and "is it the folder of a run?" in line
+    assert "--resume" not in line

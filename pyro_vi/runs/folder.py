@@ -203,11 +203,16 @@ def check_run_folder(path: str | os.PathLike[str]) -> Path:
         name for name in (SPEC_FILE, INFO_FILE, CHECKPOINT_FILE) if not (path / name).is_file()
     ]
     if missing:
+        # Only a folder that 'pyro-vi train' began (spec.toml and run.json) can be resumed.
+        advice = (
+            "a run stopped before its first epoch ended has no weights yet: continue it with "
+            f"'pyro-vi train --resume {path}'"
+            if missing == [CHECKPOINT_FILE]
+            else "is it the folder of a run?"
+        )
         raise FileNotFoundError(
             f"{str(path)!r} is not a finished run folder: it lacks {missing} (a folder written by "
-            "'pyro-vi train' holds spec.toml, run.json and checkpoint.pt; a run stopped before "
-            "its first epoch ended has no weights yet: continue it with "
-            f"'pyro-vi train --resume {path}')"
+            f"'pyro-vi train' holds spec.toml, run.json and checkpoint.pt; {advice})"
         )
     return path
 
