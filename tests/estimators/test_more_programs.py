@@ -27,6 +27,12 @@ SAMPLED = [n for n in NAMES if n != "meanfield"]  # meanfield's weights are exac
 EXACT = 1e-9
 
 
+def assert_every_weight_is(weights, log_evidence: torch.Tensor) -> None:
+    """Each particle's log-weight equals the evidence of its column (the exact guide)."""
+    expected = log_evidence.expand_as(weights.log_w)
+    torch.testing.assert_close(weights.log_w, expected, rtol=0, atol=EXACT)
+
+
 def log_weights(name, model, guide, *args, **kwargs):
     pyro.set_rng_seed(0)
     return get(name, **OPTIONS[name]).log_weights(model, guide, *args, **kwargs)
@@ -232,9 +238,7 @@ def test_deterministic_sites_are_no_data(name):
     x = data(5)
     weights = log_weights(name, model, normal_guide, x)
     assert weights.data_plate is not None and weights.data_plate.name == "data"
-    torch.testing.assert_close(
-        weights.log_w, evidence(x).expand_as(weights.log_w), rtol=0, atol=EXACT
-    )
+    assert_every_weight_is(weights, evidence(x))
 
 
 @pytest.mark.parametrize("name", SAMPLED)
@@ -249,9 +253,7 @@ def test_deterministic_sites_in_the_guide_add_nothing(name):
     x = data(5)
     with pytest.warns(UserWarning, match="guide but not model"):
         weights = log_weights(name, normal_model, guide, x)
-    torch.testing.assert_close(
-        weights.log_w, evidence(x).expand_as(weights.log_w), rtol=0, atol=EXACT
-    )
+    assert_every_weight_is(weights, evidence(x))
 
 
 def transformed_model(x):
@@ -285,9 +287,7 @@ def test_reparameterized_models(name, reparam):
     x = data(5)
     weights = log_weights(name, model, guide, x)
     assert weights.log_w.shape[-1] == len(x)
-    torch.testing.assert_close(
-        weights.log_w, evidence(x).expand_as(weights.log_w), rtol=0, atol=EXACT
-    )
+    assert_every_weight_is(weights, evidence(x))
 
 
 # -- conditioning and plates ------------------------------------------------------------------
@@ -309,9 +309,7 @@ def test_a_model_conditioned_with_pyro_condition(name):
 
     model = pyro.condition(generate, data={"x": x})
     weights = log_weights(name, model, guide, size=len(x))
-    torch.testing.assert_close(
-        weights.log_w, evidence(x).expand_as(weights.log_w), rtol=0, atol=EXACT
-    )
+    assert_every_weight_is(weights, evidence(x))
 
 
 @pytest.mark.parametrize("name", ["elbo", "iwae", "dreg", "vimco"])
@@ -331,9 +329,7 @@ def test_a_subsample_drawn_by_the_guide_alone(name):
     weights = log_weights(name, model, guide, x)
     ind = weights.passes[0].traces.raw_guide_trace.nodes["data"]["value"]
     assert weights.scale == pytest.approx(10 / 3)
-    torch.testing.assert_close(
-        weights.log_w, evidence(x[ind]).expand_as(weights.log_w), rtol=0, atol=EXACT
-    )
+    assert_every_weight_is(weights, evidence(x[ind]))
 
 
 @pytest.mark.parametrize("name", SAMPLED)
@@ -341,9 +337,7 @@ def test_a_data_plate_of_one_datapoint(name):
     x = data(1)
     weights = log_weights(name, normal_model, normal_guide, x)
     assert weights.log_w.shape == (weights.num_particles, 1)
-    torch.testing.assert_close(
-        weights.log_w, evidence(x).expand_as(weights.log_w), rtol=0, atol=EXACT
-    )
+    assert_every_weight_is(weights, evidence(x))
 
 
 @pytest.mark.parametrize("name", SAMPLED)
