@@ -213,11 +213,16 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     return check_version(payload, path)
 
 
-def write_json(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
-    """Write ``payload`` as indented JSON, through a temporary file so that a crash never leaves
-    half a file behind."""
+def write_text_atomically(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file beside it (``os.replace`` is atomic
+    on POSIX), so that a kill or a crash mid-write never leaves half a file behind."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(payload, indent=2, default=str))
+    partial.write_text(text)
     os.replace(partial, path)
     return path
+
+
+def write_json(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as indented JSON, atomically."""
+    return write_text_atomically(path, json.dumps(payload, indent=2, default=str))

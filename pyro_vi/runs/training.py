@@ -50,7 +50,14 @@ import pyro
 import torch
 
 from pyro_vi.devices import environment
-from pyro_vi.records import epoch_record, read_json, summary_record, versioned, write_json
+from pyro_vi.records import (
+    epoch_record,
+    read_json,
+    summary_record,
+    versioned,
+    write_json,
+    write_text_atomically,
+)
 from pyro_vi.report import loss_curves, save
 from pyro_vi.runs import distributed
 from pyro_vi.runs.evaluate import (
@@ -302,10 +309,8 @@ def _steps_per_epoch(num_data: int, batch_size: int) -> int:
 def _write_epoch_log(path: Path, history: History | None) -> None:
     """``metrics.jsonl`` anew: the restored history's epochs (none for a new run)."""
     lines = [] if history is None else [epoch_record(e, history) for e in range(history.epochs)]
-    # Through a temporary file: a kill mid-write on resume keeps the old log whole.
-    partial = path / f"{EPOCHS_FILE}.partial"
-    partial.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    os.replace(partial, path / EPOCHS_FILE)
+    # Atomically: a kill mid-write on resume keeps the old log whole.
+    write_text_atomically(path / EPOCHS_FILE, "".join(json.dumps(line) + "\n" for line in lines))
 
 
 def _open_folder(

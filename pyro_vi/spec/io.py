@@ -22,6 +22,7 @@ except ModuleNotFoundError:  # Python 3.10
 import tomli_w
 
 from pyro_vi._checks import describe
+from pyro_vi.records import write_text_atomically
 from pyro_vi.spec.resolve import Spec, resolve
 from pyro_vi.spec.schema import SpecError
 
@@ -133,8 +134,4 @@ def spec_to_toml(spec: Spec) -> str:
 def save_spec(spec: Spec, path: str | os.PathLike[str]) -> Path:
     """Write the spec as TOML to ``path``, through a temporary file so that a kill mid-write
     never leaves half a spec (a run's spec.toml is what rebuilds and resumes it)."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(spec_to_toml(spec))
-    os.replace(partial, path)
-    return path
+    return write_text_atomically(path, spec_to_toml(spec))

@@ -60,6 +60,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
             f"cannot write the checkpoint {str(path)!r}: {error.strerror or error}"
         ) from error
     try:
+        # mkstemp makes the file private (0600); a checkpoint takes the permissions of the run's
+        # other files (those the umask gives), so whoever may read the run may read its weights.
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as file:
             torch.save(payload, file)
             file.flush()
@@ -73,6 +76,13 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
             "intact"
         ) from error
     return path
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it, then restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:

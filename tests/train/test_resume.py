@@ -221,3 +221,16 @@ def test_an_unwritable_folder_is_a_clear_error_and_keeps_the_last_checkpoint(tmp
         finally:
             tmp_path.chmod(0o700)
     assert load_checkpoint(path)["step"] == 1
+
+
+def test_a_checkpoint_takes_the_permissions_of_the_runs_other_files(tmp_path):
+    # Written through mkstemp, checkpoints were private (0600) while the run's other files
+    # follow the umask: a colleague who may read the run could not read its weights.
+    previous = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "run.ckpt", {"x": torch.ones(1)})
+        other = tmp_path / "metrics.json"
+        other.write_text("{}")
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == other.stat().st_mode & 0o777 == 0o644
