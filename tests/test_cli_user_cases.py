@@ -119,7 +119,9 @@ def test_compare_refuses_a_taken_run_folder_before_training_any(tmp_path, capsys
     (out / "a-2").mkdir(parents=True)
     (out / "a-2" / "spec.toml").write_text('name = "a"\n')  # the second run's folder is taken
     assert main(["compare", str(spec), str(spec), "--out", str(out), *TINY]) == 2
-    assert f"{str(out / 'a-2')!r} already holds a run" in _error_line(capsys)
+    line = _error_line(capsys)
+    assert f"{str(out / 'a-2')!r} already holds a run" in line
+    assert "--resume it" not in line  # compare has no --resume
     assert not (out / "a").exists()
 
 

@@ -134,9 +134,10 @@ class BernoulliLikelihood(Likelihood):
         elif bool(((x != 0) & (x != 1)).any()):
             raise ValueError(
                 "the Bernoulli likelihood needs binary data (0 or 1); got values in "
-                f"[{float(x.min()):.3g}, {float(x.max()):.3g}] that are not all 0/1. Binarize the "
-                "data (e.g. binarize='dynamic' in pyro_vi.data) or pass allow_grey=True to use the "
-                "Bernoulli cross-entropy on grey levels (not a normalized likelihood)."
+                f"[{float(x.min()):.3g}, {float(x.max()):.3g}] that are not all 0/1: binarize the "
+                "data (a spec's data.binarize = 'dynamic'; pyro_vi.data.DynamicBinarization in "
+                "Python), or score grey levels with the Bernoulli cross-entropy, not a normalized "
+                "likelihood (a spec's likelihood = 'bernoulli_grey'; allow_grey=True in Python)"
             )
 
 

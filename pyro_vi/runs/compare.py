@@ -107,7 +107,8 @@ def compare(
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {str(out)!r} exists and is not a folder")
     for name, spec in zip(names, specs, strict=True):
-        run_folder(out / name, spec, overwrite)  # a taken folder, before any run trains
+        # A taken folder, before any run trains:
+        run_folder(out / name, spec, overwrite, resumable=False)
     # One load for all, unless a model takes labels (the data then differs between specs);
     # the first spec's data is read before anything is written (a missing dataset).
     conditional = any(spec.kind.conditional(spec.model) for spec in specs)

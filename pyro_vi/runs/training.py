@@ -174,12 +174,15 @@ class _Plan:
     notes: list[str] = field(default_factory=list)
 
 
-def run_folder(out: str | os.PathLike[str] | None, spec: Spec, overwrite: bool) -> Path:
+def run_folder(
+    out: str | os.PathLike[str] | None, spec: Spec, overwrite: bool, resumable: bool = True
+) -> Path:
     """The folder to train into.
 
     ``None`` means ``runs/<spec name>``, numbered ``-2``, ``-3``... when taken, so a second run
     never overwrites the first. A folder given explicitly that already holds a run is refused
-    unless ``overwrite``.
+    unless ``overwrite`` (the message offers ``--resume`` where the command has it:
+    ``resumable``).
     """
     if out is None:
         base = Path("runs") / (spec.name or "run")
@@ -191,8 +194,13 @@ def run_folder(out: str | os.PathLike[str] | None, spec: Spec, overwrite: bool) 
     path = Path(out)
     if (path / SPEC_FILE).exists() and not overwrite:
         raise FileExistsError(
-            f"{str(path)!r} already holds a run; choose another --out, pass --overwrite to "
-            "replace it, or --resume it to continue its training"
+            f"{str(path)!r} already holds a run; choose another --out, or pass --overwrite to "
+            "replace it"
+            + (
+                ", or --resume it to continue its training"
+                if resumable
+                else " (pyro-vi train --resume continues one run's training)"
+            )
         )
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"--out {str(path)!r} exists and is not a folder")

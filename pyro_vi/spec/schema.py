@@ -131,7 +131,13 @@ def check_field(key: str, value: Any, field: Field) -> Any:
         return value
     if field.kind == "str":
         if not isinstance(value, str) or (field.choices is not None and value not in field.choices):
-            raise fail(key, value, field.allowed())
+            close = (
+                difflib.get_close_matches(value, field.choices, n=1)
+                if isinstance(value, str) and field.choices is not None
+                else []
+            )
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise fail(key, value, f"{field.allowed()}{hint}")
         return value
     if field.kind == "strs":
         strings = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)

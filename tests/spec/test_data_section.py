@@ -82,7 +82,10 @@ def _error(*parts):
         ({"path": "x", "test_fraction": -0.1}, _error("data.test_fraction = -0.1", "> 0")),
         ({"path": "x", "image_size": [8]}, _error("data.image_size = [8]", "of length 2")),
         ({"path": "x", "image_size": 8}, _error("data.image_size = 8", "a list of integers")),
-        ({"path": "x", "color": "gray"}, _error("data.color = 'gray'", "['rgb', 'grey']")),
+        (
+            {"path": "x", "color": "gray"},
+            _error("data.color = 'gray'", "['rgb', 'grey']", "did you mean 'grey'"),
+        ),
         ({"path": 3}, _error("data.path = 3", "a string")),
         ({"seed": -1}, _error("data.seed = -1", ">= 0")),
         ({"paht": "x.npz"}, _error("unknown key 'data.paht'", "did you mean 'path'?")),
