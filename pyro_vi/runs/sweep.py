@@ -72,7 +72,7 @@ from pyro_vi.runs.folder import INFO_FILE, SPEC_FILE, load_run
 from pyro_vi.runs.resume import check_same_run, flat_spec, spec_differences
 from pyro_vi.runs.training import complete_run, train_spec
 from pyro_vi.spec import DEFAULT_SPEC, Data, Spec, load_data, load_spec
-from pyro_vi.spec.io import read_spec_file
+from pyro_vi.spec.io import parse_override, read_spec_file
 from pyro_vi.spec.schema import SpecError
 from pyro_vi.train import TrainingDivergedError
 
@@ -513,6 +513,7 @@ def sweep(
     base = load_spec(raw, overrides)
     strings = [key for key, value in flat_spec(base).items() if isinstance(value, str)]
     axes = parse_axes(grid, ranges=optuna is not None, string_keys=strings)
+    _check_no_override_is_swept(overrides, axes)
     out = Path(out) if out is not None else _default_out(source, base)
     # Every combination (every range's ends) must make a valid spec before anything trains.
     ends = [
@@ -554,6 +555,19 @@ def sweep(
 
 def _display(spec: Spec, axes: Sequence[Axis], point: Mapping[str, Any]) -> dict[str, Any]:
     return {axis.key: _resolved_value(spec, axis.key, point[axis.key]) for axis in axes}
+
+
+def _check_no_override_is_swept(overrides: Sequence[str], axes: Sequence[Axis]) -> None:
+    """A key both set (``--set``, ``--epochs``...) and swept would silently take the grid's
+    values: refused, naming both."""
+    swept = {axis.key: axis.text for axis in axes}
+    for text in overrides:
+        key = ".".join(parse_override(text)[0])
+        if key in swept:
+            raise ValueError(
+                f"--set {text!r} and --grid {swept[key]!r} both give {key!r}; the grid's values "
+                "would replace the set one: drop one of them"
+            )
 
 
 def _plan_record(source: Any, overrides: Sequence[str], axes: Sequence[Axis], mode: str) -> dict:

@@ -109,6 +109,14 @@ def test_bad_input_is_refused_before_anything_trains(tmp_path, grid, optuna, err
     assert not out.exists()
 
 
+def test_a_key_both_set_and_swept_is_refused(tmp_path):
+    # The grid's values silently replaced the --set one.
+    out = tmp_path / "sweep"
+    with pytest.raises(ValueError, match=r"--set 'optimizer.lr=1e-3' and --grid .* both give"):
+        sweep(TINY, ["optimizer.lr=3e-3,1e-2"], out, overrides=["optimizer.lr=1e-3"], **CURVES)
+    assert not out.exists()
+
+
 def test_a_grid_trains_each_combination_into_its_folder_and_one_table(tmp_path):
     out = tmp_path / "sweep"
     written = sweep(TINY, ["optimizer.lr=3e-3,1e-3"], out, **CURVES)
