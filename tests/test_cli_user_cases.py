@@ -163,3 +163,16 @@ def test_a_folder_that_is_no_run_is_not_told_to_resume(tmp_path, capsys, command
     line = _error_line(capsys)
     assert "is not a finished run folder" in line and "is it the folder of a run?" in line
     assert "--resume" not in line
+
+
+def test_the_weights_of_an_unfinished_run_say_so(tmp_path):
+    # A run killed mid-training was evaluated as "last (epoch 1 of 1)", as if it had finished.
+    from pyro_vi.runs import load_run
+
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(run)]) == 0
+    assert "unfinished" not in load_run(run).weights["description"]
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "training"}))  # as if killed
+    description = load_run(run).weights["description"]
+    assert "the run is unfinished (1 epoch(s) planned): pyro-vi train --resume" in description

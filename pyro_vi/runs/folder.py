@@ -342,6 +342,13 @@ def load_run(
     which, file, note = _weights_file(path, weights, info)
     overrides = [] if data_dir is None else [f"data.dir={json.dumps(str(data_dir))}"]
     spec = load_spec(path / SPEC_FILE, overrides)
+    if info.get("status") in ("training", "interrupted"):
+        # Killed or stopped before its planned epochs: its weights are not the finished run's.
+        unfinished = (
+            f"the run is unfinished ({spec.training['epochs']} epoch(s) planned): pyro-vi train "
+            f"--resume {str(path)!r} trains on"
+        )
+        note = unfinished if note is None else f"{note}; {unfinished}"
     if device is None:
         trained_on = spec.training["device"]
         device = trained_on if trained_on == "cpu" or torch.cuda.is_available() else "cpu"
