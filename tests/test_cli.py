@@ -117,6 +117,10 @@ def test_compare_refuses_unmatched_data(tmp_path, capsys):
     specs = [str(CONFIGS / "vae_digits.toml"), str(CONFIGS / "gaussian_digits.toml")]
     assert main(["compare", *specs, "--out", str(tmp_path), "--no-progress"]) == 2
     assert "data.binarize differs" in capsys.readouterr().err
+    # Another dataset is not fixed by a --set of one key.
+    specs = [str(CONFIGS / "vae_digits.toml"), str(CONFIGS / "vae_mnist.toml")]
+    assert main(["compare", *specs, "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "data.name differs" in (err := capsys.readouterr().err) and "same data.name" in err
 
 
 def test_a_second_run_never_overwrites_the_first(tmp_path, capsys):

@@ -145,9 +145,15 @@ def _check_matched(specs: Sequence[Spec]) -> None:
             mine, theirs = getattr(spec, section), getattr(reference, section)
             for key in keys or mine:
                 if mine[key] != theirs[key]:
+                    remedy = (
+                        "give every spec the same data.name (a named dataset) or data.path "
+                        "(your own data)"
+                        if section == "data" and key in ("name", "path")
+                        else f"set it for all with --set {section}.{key}=..."
+                    )
                     raise SpecError(
                         f"compare: {section}.{key} differs between specs ({theirs[key]!r} in "
                         f"{reference.name or 'the first'}, {mine[key]!r} in "
                         f"{spec.name or 'a later'}); compared runs must share data, batch "
-                        f"size, seed and evaluation. Set it for all with --set {section}.{key}=..."
+                        f"size, seed and evaluation: {remedy}"
                     )
