@@ -48,7 +48,7 @@ from pyro_vi.train.checkpoint import (
     set_rng_state,
 )
 from pyro_vi.train.optim import NonFiniteGuard, build_optimizer, check_optimizer
-from pyro_vi.train.step import COMPILE_MODES, first_call, make_step
+from pyro_vi.train.step import COMPILE_MODES, CapturedStep, first_call, make_step
 from pyro_vi.train.threads import set_threads
 
 Batchable = Any  # a Tensor, or anything with len(), [LongTensor] indexing and .to(device)
@@ -630,6 +630,17 @@ def fit(
             compile = False
     elif seed is not None:
         pyro.set_rng_seed(seed)
+    saving.settings = _settings(
+        loss,
+        optim,
+        batch_size,
+        seed,
+        on_nonfinite,
+        early_stopping,
+        train_items,
+        validation_items,
+        test_items,
+    )
     try:
         return _train(
             model,
@@ -652,6 +663,82 @@ def fit(
         )
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain data a checkpoint can hold and an error message can show: numbers,
+    strings, lists and dicts; a class by its name, anything else by its type's name."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if inspect.isclass(value) or inspect.isfunction(value):
+        return value.__qualname__
+    return type(value).__qualname__
+
+
+def _describe_loss(loss: ELBO) -> dict[str, Any]:
+    """The estimator and the options that define its bound (not Pyro's lazily set attributes)."""
+    if (
+        isinstance(loss, estimators.Estimator)
+        and getattr(loss, "name", None) in estimators.ESTIMATORS
+    ):
+        names = [n for n in estimators.options(loss.name) if n != "max_plate_nesting"]
+        return {"name": loss.name, **{n: _plain(getattr(loss, n, None)) for n in names}}
+    return {"name": type(loss).__qualname__, "num_particles": _plain(loss.num_particles)}
+
+
+def _describe_optim(optim: Any) -> Any:
+    if optim is None:
+        return None
+    if isinstance(optim, pyro.optim.PyroOptim):
+        described = {
+            "optimizer": _plain(optim.pt_optim_constructor),
+            "arguments": _plain(optim.pt_optim_args),
+        }
+        if isinstance(optim, pyro.optim.PyroLRScheduler):
+            described["scheduler"] = _plain(optim.pt_scheduler_constructor)
+            described["scheduler_arguments"] = _plain(optim.kwargs)
+        return described
+    return _plain(optim)
+
+
+def _settings(
+    loss: ELBO,
+    optim: Any,
+    batch_size: int,
+    seed: int | None,
+    on_nonfinite: str,
+    early_stopping: int | None,
+    train_items: tuple,
+    validation_items: tuple | None,
+    test_items: tuple | None,
+) -> dict[str, Any]:
+    """The arguments of :func:`fit` that a resumed run must share with the checkpoint's: any
+    other value of one would silently train (or report) a different run. ``epochs``,
+    ``max_seconds``, ``checkpoint_every``, ``compile``, ``threads``, ``device`` and
+    ``progress`` may change."""
+
+    def data(items: tuple | None) -> Any:
+        if items is None:
+            return None
+        return [[len(item), _plain(list(getattr(item, "shape", [])))] for item in items]
+
+    return {
+        "loss": _describe_loss(loss),
+        "optim": _describe_optim(optim),
+        "batch_size": batch_size,
+        "seed": seed,
+        "on_nonfinite": on_nonfinite,
+        "early_stopping": early_stopping,
+        "train_data": data(train_items),
+        "validation_data": data(validation_items),
+        "test_data": data(test_items),
+    }
 
 
 def _train(
@@ -728,6 +815,7 @@ def _train(
                     index = order[first : first + batch_size]
                     batch = tuple(item[index] for item in train_items)
                     value = state.step(batch, epoch, index_in_epoch, history)
+                    position.grad_norm = None  # the gradients on the parameters are this step's
                     # Per datapoint: the loss stands for N points when scaled, for B otherwise.
                     weight = len(index) / (num_data if scaled else len(index))
                     position.total = position.total + value.double() * weight
@@ -756,7 +844,10 @@ def _train(
                     history.test_loss.append(evaluate_loss(model, guide, test_items, loss))
                 if state.optimizer is not None:
                     history.learning_rate.append(float(state.optimizer.param_groups[0]["lr"]))
-                    history.grad_norm.append(state.grad_norm())
+                    # A run resumed after the epoch's last step has no gradients of its own:
+                    # the checkpoint kept that step's norm.
+                    norm = position.grad_norm
+                    history.grad_norm.append(state.grad_norm() if norm is None else norm)
                 if validation_items is not None:
                     value = evaluate_loss(model, guide, validation_items, loss)
                     if distributed.is_distributed():
@@ -803,6 +894,7 @@ class _Position:
     total: torch.Tensor | float = 0.0
     seen: int = 0
     seconds: float = 0.0
+    grad_norm: float | None = None
 
 
 class _StopRequest:
@@ -859,6 +951,7 @@ class _Saving:
         self.every = every
         self.tag = tag
         self.seed = 0
+        self.settings: dict[str, Any] | None = None
         if resume is True:
             if self.path is None:
                 raise ValueError("resume=True needs checkpoint=PATH (the checkpoint to resume)")
@@ -889,11 +982,20 @@ class _Saving:
                     "total": torch.as_tensor(position.total, dtype=torch.float64),
                     "seen": position.seen,
                     "seconds": position.seconds,
+                    # The norm of the last step's gradient, which a resumed run has not: the
+                    # history of an epoch resumed after its last step needs it.
+                    "grad_norm": trainer.grad_norm()
+                    if position.grad_norm is None
+                    else position.grad_norm,
                 },
                 "rng": rngs[0],
                 "rng_per_rank": rngs,
                 "seed": self.seed,
-                "fingerprint": {"tag": self.tag, "params": trainer.signature()},
+                "fingerprint": {
+                    "tag": self.tag,
+                    "params": trainer.signature(),
+                    "settings": self.settings,
+                },
             },
         )
 
@@ -925,6 +1027,21 @@ class _Saving:
                 f"checkpoint {str(self.resume)!r} was written by a run tagged "
                 f"{fingerprint.get('tag')!r}, not {self.tag!r}: resume it with the same settings"
             )
+        saved_settings = fingerprint.get("settings")
+        if saved_settings is not None and self.settings is not None:
+            differ = [
+                f"{key}: {saved_settings.get(key)!r} in the checkpoint, {value!r} here"
+                for key, value in self.settings.items()
+                if saved_settings.get(key) != value
+            ]
+            if differ:
+                raise CheckpointError(
+                    f"checkpoint {str(self.resume)!r} was written by a run with other settings "
+                    f"({'; '.join(differ)}): resuming would silently train a different run; "
+                    "resume with the same arguments (only epochs, max_seconds, "
+                    "checkpoint_every, compile, threads, device and progress may change), or "
+                    "start afresh with resume=False"
+                )
         trainer.prepare(batch, apply=False)
         trainer.load_state_dict(saved["trainer"], fingerprint.get("params"), self.resume)
         for key, value in saved["history"].items():
@@ -947,6 +1064,7 @@ class _Saving:
             total=position["total"],
             seen=position["seen"],
             seconds=position["seconds"],
+            grad_norm=position.get("grad_norm"),
         )
 
 
@@ -1008,6 +1126,8 @@ class Trainer:
                     self.run, value = first_call(self.run, batch)
                     self.captured = True
                 else:
+                    if step == 0 and isinstance(self.run, CapturedStep):
+                        self.run.recheck()  # a callback may have changed the program's state
                     value = self.run(batch)
         self.guard.step(value, self.count)
         self.count += 1

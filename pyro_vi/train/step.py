@@ -12,18 +12,29 @@ graph is kept per batch shape, so the short last batch of an epoch gets its own.
 A program that cannot be captured (Python branching on sampled values, state the estimator
 keeps between steps, an ELBO from Pyro whose ``differentiable_loss`` reads values on the host)
 falls back to the eager step with one warning that names the reason.
+
+A program whose Python changes what a step computes without reading a tensor (a KL-annealing
+weight in a closure or set by a callback, ``random.random()``, a counter) would be frozen by a
+replayed graph into its first step's values. Each graph is therefore traced again on the second
+call of its batch shape and on its first call of every epoch, and compared with the graph kept
+(operations, literals and constant tensors): a difference falls back to the eager step, with
+one warning. Every step is computed either by a graph traced on that very step or by one that
+two traces agreed on; state that changes only between such checks (every 100 steps, say) is
+not seen.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyro
 import torch
 from pyro.infer import ELBO
 
+from pyro_vi._callables import modules_of
 from pyro_vi.estimators import Estimator
 from pyro_vi.traces import no_rng_side_effects
 
@@ -68,6 +79,8 @@ class CapturedStep:
         self.mode = mode
         self.device = device
         self.graphs: dict[tuple, Callable] = {}
+        self.traced: dict[tuple, torch.fx.GraphModule] = {}
+        self.unchecked: set[tuple] = set()
         self.failed: str | None = None
 
     def _loss_and_grads(self, params: list[torch.Tensor], *batch: torch.Tensor) -> tuple:
@@ -82,13 +95,21 @@ class CapturedStep:
             ]
         return (loss.detach(), *grads)
 
-    def _graph(self, batch: Sequence[torch.Tensor]) -> Callable:
+    def _trace(self, batch: Sequence[torch.Tensor]) -> torch.fx.GraphModule:
         from torch.fx.experimental.proxy_tensor import make_fx
 
         # Tracing runs the program once for real: it must not use up the random numbers the
-        # first real call is to draw (a seeded run then draws what the eager step draws).
-        with pyro.validation_enabled(False), no_rng_side_effects():
-            traced = make_fx(self._loss_and_grads)(self.params, *batch)
+        # first real call is to draw (a seeded run then draws what the eager step draws), nor
+        # move the networks' running statistics (batch norm) a second time in the step.
+        eager = self.eager
+        with (
+            pyro.validation_enabled(False),
+            no_rng_side_effects(),
+            _buffers_kept(modules_of(eager.model, eager.guide)),
+        ):
+            return make_fx(self._loss_and_grads)(self.params, *batch)
+
+    def _compile(self, traced: torch.fx.GraphModule) -> Callable:
         if self.mode == "graph":
             return traced
         options = {"mode": "reduce-overhead"} if self.device.type == "cuda" else {}
@@ -104,11 +125,55 @@ class CapturedStep:
 
         return run
 
+    def recheck(self) -> None:
+        """Trace each graph again on its next call and compare (at every epoch's start: a
+        callback may have changed the program's Python state)."""
+        self.unchecked.update(self.graphs)
+
+    def _give_up(self, reason: str) -> None:
+        self.failed = reason
+        warnings.warn(
+            f"compile={self.mode!r}: running eagerly from this step on, since {reason}",
+            stacklevel=4,
+        )
+
+    def _graph(self, key: tuple, batch: Sequence[torch.Tensor]) -> Callable | None:
+        """The graph to run for this step (the module docstring tells when it is traced), or
+        ``None`` when the step must run eagerly."""
+        if key not in self.graphs:
+            traced = self._trace(batch)
+            self.traced[key] = traced
+            self.graphs[key] = self._compile(traced)
+            self.unchecked.add(key)
+            return self.graphs[key]
+        if key not in self.unchecked:
+            return self.graphs[key]
+        try:
+            traced = self._trace(batch)
+        except Exception as error:  # this step's Python reads a tensor, as the first did not
+            first_line = str(error).splitlines()[0] if str(error) else ""
+            self._give_up(
+                f"the step could no longer be captured ({type(error).__name__}: {first_line})"
+            )
+            return None
+        difference = graph_difference(self.traced[key], traced)
+        if difference is None:
+            self.unchecked.discard(key)
+            return self.graphs[key]
+        self._give_up(
+            f"the program's Python computed a different step than before with the same batch "
+            f"shape ({difference}): state outside the tensors (a counter or annealing weight "
+            "in a closure, random.random(), ...) that a replayed graph would freeze"
+        )
+        return traced  # traced on this very step: what the eager step computes
+
     def __call__(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+        if self.failed is not None:
+            return self.eager(batch)
         key = tuple((tuple(t.shape), t.dtype) for t in batch)
-        graph = self.graphs.get(key)
+        graph = self._graph(key, batch)
         if graph is None:
-            graph = self.graphs[key] = self._graph(batch)
+            return self.eager(batch)
         # The graph computes the gradients itself: recording autograd history of the replay
         # would only cost time and keep every intermediate alive until the next step.
         with torch.no_grad():
@@ -116,6 +181,60 @@ class CapturedStep:
         for param, grad in zip(self.params, grads, strict=True):
             param.grad = grad
         return loss
+
+
+@contextlib.contextmanager
+def _buffers_kept(modules: Sequence[torch.nn.Module]) -> Iterator[None]:
+    """Restore the modules' buffers (in place: a traced graph keeps them as they are)."""
+    buffers = [b for module in modules for b in module.buffers()]
+    saved = [b.detach().clone() for b in buffers]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(buffers, saved, strict=True):
+                buffer.copy_(value)
+
+
+def graph_difference(kept: torch.fx.GraphModule, new: torch.fx.GraphModule) -> str | None:
+    """How two traces of the step differ (operations and literals, then the constant tensors
+    they read), or ``None`` when they compute the same thing."""
+    if kept.code != new.code:
+        for old_line, new_line in zip(kept.code.splitlines(), new.code.splitlines(), strict=False):
+            if old_line != new_line:
+                return f"{old_line.strip()[:80]!r} became {new_line.strip()[:80]!r}"
+        return "a different number of operations"
+    for node in kept.graph.nodes:
+        if node.op != "get_attr":
+            continue
+        before, after = _attribute(kept, node.target), _attribute(new, node.target)
+        if before is after:  # the same buffer (e.g. running statistics), read where it is
+            continue
+        if not (
+            isinstance(before, torch.Tensor)
+            and isinstance(after, torch.Tensor)
+            and before.shape == after.shape
+            and before.dtype == after.dtype
+            and torch.equal(before, after)
+        ):
+            return f"a constant tensor changed, {_show(before)} to {_show(after)}"
+    return None
+
+
+def _attribute(module: torch.nn.Module, target: str) -> Any:
+    for part in target.split("."):
+        module = getattr(module, part)
+    return module
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, torch.Tensor) and value.numel() <= 4:
+        return str(value.tolist())
+    return (
+        type(value).__name__
+        if not isinstance(value, torch.Tensor)
+        else f"tensor{list(value.shape)}"
+    )
 
 
 def capture_obstacle(loss: ELBO) -> str | None:
