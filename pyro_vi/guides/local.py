@@ -75,6 +75,15 @@ class LocalGuide(AmortizedGuide):
             global_features=global_features,
         )
 
+    def _setup(self, args: tuple, kwargs: dict) -> None:
+        # The table is made before the data is seen, in the default dtype; the families are
+        # built in the data's floating dtype, so the table follows it (float64 data would
+        # otherwise meet float32 contexts inside the families' linear heads).
+        x = self._data(args, kwargs)
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            self.encoder.to(dtype=x.dtype)
+        super()._setup(args, kwargs)
+
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         x = self._data(args, kwargs)
         index = kwargs.get("index")
