@@ -874,6 +874,8 @@ def _train(
                 bar.set_postfix(postfix)
                 if callback is not None and distributed.rank() == 0:
                     callback(epoch, history)
+                    if isinstance(state.run, CapturedStep):
+                        state.run.recheck()  # the callback may have changed the program's state
                 if history.out_of_time or history.stopped_early:
                     break
     except KeyboardInterrupt:
@@ -1126,8 +1128,6 @@ class Trainer:
                     self.run, value = first_call(self.run, batch)
                     self.captured = True
                 else:
-                    if step == 0 and isinstance(self.run, CapturedStep):
-                        self.run.recheck()  # a callback may have changed the program's state
                     value = self.run(batch)
         self.guard.step(value, self.count)
         self.count += 1

@@ -45,8 +45,9 @@ def train(model, compile, **options):
     pyro.clear_param_store()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        options = {"epochs": 2} | options
         history = fit(
-            model, guide, X, loss="elbo", epochs=2, batch_size=8, seed=0, progress=False,
+            model, guide, X, loss="elbo", batch_size=8, seed=0, progress=False,
             threads=1, compile=compile, **options,
         )  # fmt: skip
     messages = [str(w.message) for w in caught if "compile=" in str(w.message)]
@@ -94,6 +95,30 @@ def test_state_a_callback_changes_between_epochs_is_seen():
     assert len(messages) == 1 and "different step" in messages[0], messages
     torch.testing.assert_close(torch.tensor(got_loss), torch.tensor(want_loss), rtol=0, atol=1e-10)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+
+
+def test_state_that_changes_now_and_then_is_seen_by_the_doubling_checks():
+    # State changed from outside the program between two checks (here by hand after the 5th
+    # step): the graph traced again on the 2nd, 4th, 8th, ... call of its batch shape sees it
+    # at the 8th, and from then on the step runs eagerly.
+    from pyro_vi.estimators import get
+    from pyro_vi.train.step import make_step
+
+    weights = {"beta": 1.0}
+    program = model_with(lambda: weights["beta"])
+    loss = get("elbo")
+    pyro.clear_param_store()
+    loss.differentiable_loss(program, guide, X[:8])  # makes the parameter
+    params = [pyro.get_param_store().get_param("loc").unconstrained()]
+    step = make_step(program, guide, loss, {}, params, "graph", torch.device("cpu"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for call in range(1, 9):
+            if call == 6:
+                weights["beta"] = 0.5
+            step((X[:8],))
+            assert (step.failed is not None) == (call == 8), call
+    assert ["different step" in str(w.message) for w in caught] == [True]
 
 
 def test_a_program_without_python_state_stays_captured_with_its_short_last_batch():
