@@ -1108,6 +1108,7 @@ class Trainer:
         self.captured = False
         self.count = 0
         self.parallel: distributed.DataParallel | None = None
+        self.store_names: set[str] | None = None  # the param store's names after the first step
 
     def step(
         self, batch: tuple, epoch: int = 0, step: int = 0, history: History | None = None
@@ -1149,6 +1150,7 @@ class Trainer:
         with poutine.trace(param_only=True) as capture:
             value = eager(batch)
         self.params, self.names = _leaves(capture.trace, self.model, self.guide)
+        self.store_names = set(pyro.get_param_store().keys())
         if distributed.is_distributed() and self.params:
             # Wrapped only now that every parameter exists. DDP takes rank 0's values, so the
             # warm-up's gradients (each rank's own values) are dropped and the step is taken
@@ -1251,6 +1253,21 @@ class Trainer:
         self.count = state["count"]
         self._snapshot()
 
+    def _warn_of_new_parameters(self) -> None:
+        """Pyro parameters made after the first step are in no optimizer: said once, by name."""
+        if self.store_names is None:
+            return
+        late = sorted(set(pyro.get_param_store().keys()) - self.store_names)
+        if late:
+            warnings.warn(
+                f"the program made the Pyro parameter(s) {late} after fit's first step; the "
+                "optimizer covers the parameters of the first step only, so these stay at "
+                "their initial values: make every parameter in the first call of model and "
+                "guide (e.g. call pyro.param outside the branch that uses it)",
+                stacklevel=2,
+            )
+            self.store_names.update(late)
+
     def _snapshot(self) -> None:
         if self.optimizer is not None:
             self.saved = (
@@ -1264,6 +1281,7 @@ class Trainer:
         """Read the guard once; check the parameters; keep them as the last good state."""
         if self.parallel is not None:
             self.parallel.check_no_new_parameters()
+        self._warn_of_new_parameters()
         self._check(epoch, history, (order, batch_size, items))
         if self.optimizer is None:
             return

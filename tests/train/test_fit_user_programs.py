@@ -245,3 +245,20 @@ def test_a_second_fit_on_the_same_networks_ignores_the_first_ones_gradients():
     first = run()
     assert network.weight.grad is not None  # what the second run used to start from
     assert run() == first
+
+
+def test_a_parameter_made_after_the_first_step_is_named_in_a_warning():
+    # The optimizer is built over the first step's parameters: a later one was silently never
+    # trained.
+    late = {"on": False}
+
+    def guide(x):
+        loc = pyro.param("loc", torch.zeros(3))
+        if late["on"]:
+            loc = loc + pyro.param("late", torch.zeros(3))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
+
+    pyro.clear_param_store()
+    with pytest.warns(UserWarning, match=r"parameter\(s\) \['late'\] after fit's first step"):
+        quick(model, guide, X, epochs=3, callback=lambda epoch, history: late.update(on=True))
