@@ -272,7 +272,7 @@ def _scale(site: dict) -> float | None:
 
 
 def _check_program(
-    model: Callable, guide: Callable, batch: tuple, kwargs: dict, loss: ELBO
+    model: Callable, guide: Callable, batch: tuple, kwargs: dict, loss: ELBO, total: int
 ) -> None:
     """Runs of the guide and the model replayed on it, on the first batch, before training:
 
@@ -291,6 +291,7 @@ def _check_program(
     """
     num_data = kwargs.get("num_data")
     size = len(batch[0])
+    _check_autoguide_takes_minibatches(model, guide, batch, kwargs, total)
     checks_scale = num_data is not None and size < num_data
     if isinstance(loss, estimators.Estimator) and not checks_scale:
         return
@@ -300,6 +301,30 @@ def _check_program(
     if checks_scale:
         unscaled = _traces(model, guide, batch, {**kwargs, "num_data": size})
         _check_num_data((model_trace, guide_trace), unscaled, num_data, size)
+
+
+def _check_autoguide_takes_minibatches(
+    model: Callable, guide: Callable, batch: tuple, kwargs: dict, total: int
+) -> None:
+    """A Pyro autoguide makes its parameters at its first call, for the latents it then sees: a
+    latent in a plate of the minibatch's size (``pyro.plate("data", len(x))``) gets one row of
+    parameters per *position* in the minibatch, not per datapoint, and a batch of another size
+    fails deep in torch. Run on one datapoint fewer, such a guide is refused by name."""
+    from pyro.infer.autoguide import AutoGuide
+
+    size = len(batch[0])
+    if not isinstance(guide, AutoGuide) or size >= total or size < 2:
+        return
+    try:
+        _traces(model, guide, tuple(item[: size - 1] for item in batch), kwargs)
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(
+            f"the guide {type(guide).__name__} made its parameters for the first minibatch of "
+            f"{size} datapoints and fails on {size - 1} ({str(error).splitlines()[0][:120]}): "
+            "an autoguide over latents local to the datapoints needs the model's data plate to "
+            f"subsample the whole data set, pyro.plate('data', {total}, subsample=index) with "
+            f"the minibatch's indices, or batch_size >= {total} (the whole data each step)"
+        ) from None
 
 
 def _traces(
@@ -770,7 +795,8 @@ def _train(
     scaled = _accepts_num_data(model) and _accepts_num_data(guide)
     kwargs = {"num_data": num_data} if scaled else {}
     _move_params(model, guide, tuple(item[:batch_size] for item in train_items), device)
-    _check_program(model, guide, tuple(item[:batch_size] for item in train_items), kwargs, loss)
+    first = tuple(item[:batch_size] for item in train_items)
+    _check_program(model, guide, first, kwargs, loss, num_data)
 
     history = History(bound=getattr(loss, "name", "") or type(loss).__name__)
     modules = modules_of(model, guide)

@@ -262,3 +262,28 @@ def test_a_parameter_made_after_the_first_step_is_named_in_a_warning():
     pyro.clear_param_store()
     with pytest.warns(UserWarning, match=r"parameter\(s\) \['late'\] after fit's first step"):
         quick(model, guide, X, epochs=3, callback=lambda epoch, history: late.update(on=True))
+
+
+@pytest.mark.parametrize("autoguide", ["AutoNormal", "AutoDiagonalNormal", "AutoDelta"])
+def test_an_autoguide_over_a_minibatchs_positions_is_refused_by_name(autoguide):
+    # The autoguide made one row of parameters per position of the first minibatch (not per
+    # datapoint), then failed deep in torch on the short last batch.
+    from pyro.infer import autoguide as autoguides
+
+    pyro.clear_param_store()
+    guide = getattr(autoguides, autoguide)(model)
+    with pytest.raises(ValueError, match=rf"{autoguide} made its parameters for the first"):
+        quick(model, guide, X[:20], batch_size=8)
+
+
+def test_an_autoguide_over_global_latents_trains_on_minibatches():
+    from pyro.infer.autoguide import AutoNormal
+
+    def global_model(x):
+        loc = pyro.sample("loc", dist.Normal(torch.zeros(5), 1.0).to_event(1))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(loc, 1.0).to_event(1), obs=x)
+
+    pyro.clear_param_store()
+    history = quick(global_model, AutoNormal(global_model), X[:20], batch_size=8)
+    assert np.isfinite(history.train_loss).all()
