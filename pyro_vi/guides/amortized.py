@@ -206,7 +206,10 @@ class AmortizedGuide(UniquePyroModule):
         for site in structure.sites:
             key = _key(site.name)
             width = features if site.local else self.global_features
-            family = make_family(self.family_name, site.dim, width, **self.family_options)
+            try:
+                family = make_family(self.family_name, site.dim, width, **self.family_options)
+            except ValueError as error:  # a family that cannot take this latent's size
+                raise ValueError(f"latent site {site.name!r}: {error}") from None
             self.families[key] = family.to(device=x.device, dtype=dtype)
             if site.inner_plates:
                 spread = nn.Linear(features, site.inner_size * features)

@@ -2,6 +2,7 @@
 
 import pyro
 import pyro.distributions as dist
+import pytest
 import torch
 
 from pyro_vi.evaluation import log_likelihood
@@ -31,3 +32,14 @@ def test_two_latents_in_the_same_inner_plate():
     history = fit(per_feature_model, guide, X, loss="iwae", epochs=1, batch_size=10, progress=False)
     assert torch.isfinite(torch.tensor(history.train_loss)).all()
     assert log_likelihood(per_feature_model, guide, X, num_samples=4).shape == (30,)
+
+
+def test_a_family_that_cannot_take_a_latent_names_the_site():
+    def one_dimensional(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([1]).to_event(1))
+            pyro.sample("x", dist.Normal(z.expand(x.shape), 1.0).to_event(1), obs=x)
+
+    guide = AmortizedGuide(one_dimensional, [8], family="affine_coupling")
+    with pytest.raises(ValueError, match=r"latent site 'z': dim must be >= 2 for affine_coupling"):
+        guide(torch.randn(4, 3))
