@@ -57,6 +57,22 @@ class Likelihood(nn.Module):
         return tuple(data_shape)
 
 
+def _inverse_softplus(value: float) -> torch.Tensor:
+    """softplus^-1(y) = y + log(1 - e^-y) for y > 0, as a 0-d tensor of torch's default dtype.
+
+    The raw parameter whose softplus is ``value``. Written so that it stays finite for every y:
+    the textbook log(expm1(y)) overflows to inf for y > ~88.7 in float32.
+    """
+    y = torch.tensor(float(value), dtype=torch.float64)
+    return (y + torch.log(-torch.expm1(-y))).to(torch.get_default_dtype())
+
+
+def _as_floating(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Integer or boolean data (binary images stored as ints) in the dtype of ``like``; floating
+    data as it is. ``binary_cross_entropy_with_logits`` refuses an integer target."""
+    return value if value.is_floating_point() else value.to(like.dtype)
+
+
 class _LogitsImage(dist.TorchDistribution):
     """Independent pixels parameterized by logits ``[..., *event]``, the last ``event_dim`` dims
     one event; no argument validation (the likelihood checks the data once)."""
@@ -99,7 +115,7 @@ class BernoulliImage(_LogitsImage):
             return torch.bernoulli(torch.sigmoid(self.logits).expand(shape))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        logits, value = torch.broadcast_tensors(self.logits, value)
+        logits, value = torch.broadcast_tensors(self.logits, _as_floating(value, self.logits))
         cross_entropy = binary_cross_entropy_with_logits(logits, value, reduction="none")
         if self._event_dim:
             cross_entropy = cross_entropy.flatten(-self._event_dim).sum(-1)
@@ -158,8 +174,7 @@ class GaussianLikelihood(Likelihood):
         init_scale = check_float(
             "init_scale", init_scale, minimum=self.min_scale, exclusive_minimum=True
         )
-        # softplus^{-1}(y) = log(expm1(y)) gives the raw value whose scale is init_scale.
-        raw = torch.log(torch.expm1(torch.tensor(init_scale - self.min_scale)))
+        raw = _inverse_softplus(init_scale - self.min_scale)
         self.raw_scale = nn.Parameter(raw.expand(tuple(data_shape)).clone())
 
     @property
@@ -260,7 +275,7 @@ class ContinuousBernoulliImage(_LogitsImage):
             return torch.where(small, series, closed).clamp(0.0, 1.0)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        logits, value = torch.broadcast_tensors(self.logits, value)
+        logits, value = torch.broadcast_tensors(self.logits, _as_floating(value, self.logits))
         log_p = continuous_bernoulli_log_norm(logits) - binary_cross_entropy_with_logits(
             logits, value, reduction="none"
         )
@@ -576,8 +591,7 @@ class NegativeBinomialLikelihood(Likelihood):
             exclusive_minimum=True,
         )
         if self.fixed_total_count is None:
-            # softplus^{-1}(y) = log(expm1(y)) gives the raw value whose r is init_total_count.
-            raw = torch.log(torch.expm1(torch.tensor(init - self.min_total_count)))
+            raw = _inverse_softplus(init - self.min_total_count)
             self.raw_total_count = nn.Parameter(raw.expand(tuple(data_shape)).clone())
 
     @property
