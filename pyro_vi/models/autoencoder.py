@@ -26,7 +26,7 @@ from torch import nn
 from pyro_vi._checks import check_int, describe
 from pyro_vi._module import UniquePyroModule
 from pyro_vi.models.likelihoods import Likelihood
-from pyro_vi.models.vae import resolve_likelihood
+from pyro_vi.models.vae import check_decoder_output, resolve_likelihood
 from pyro_vi.nets import encoder_features
 from pyro_vi.plates import data_plate
 
@@ -124,7 +124,9 @@ class Autoencoder(UniquePyroModule):
         prior = FlatPrior(constraints.real, (), (self.latent_dim,))
         with data_plate(x, num_data):
             z = pyro.sample("z", prior)
-            pyro.sample("x", self.likelihood(self.decoder(z), x.dim() - 1), obs=x)
+            params = self.decoder(z)
+            check_decoder_output(params, z, x, self.likelihood)
+            pyro.sample("x", self.likelihood(params, x.dim() - 1), obs=x)
         return z
 
 

@@ -99,11 +99,10 @@ class ConditionalVAE(DeepLatentModel):
         check_labels(y, x.shape[0], self.num_classes, values=not self._checked_labels)
         self._checked_labels = True
         event_dim = x.dim() - 1
-        prior = self.prior(x)
+        prior = self.prior(self.latent_like(x))
         with data_plate(x, num_data):
             z = pyro.sample("z", prior)
-            params = self.decoder(append_one_hot(z, y, self.num_classes))
-            pyro.sample("x", self.likelihood(params, event_dim), obs=x)
+            self.observe(x, append_one_hot(z, y, self.num_classes), event_dim)
         return z
 
 

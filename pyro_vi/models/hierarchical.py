@@ -92,9 +92,9 @@ class HierarchicalVAE(DeepLatentModel):
     def forward(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
         self.check_data(x)
         event_dim = x.dim() - 1
-        prior = self.prior(x)
+        prior = self.prior(self.latent_like(x))
         with data_plate(x, num_data):
             z2 = pyro.sample("z2", prior)
             z1 = pyro.sample("z1", self.conditional_prior(z2))
-            pyro.sample("x", self.likelihood(self.decoder(z1), event_dim), obs=x)
+            self.observe(x, z1, event_dim)
         return z1

@@ -273,10 +273,10 @@ class SigmoidBeliefNet(DeepLatentModel):
     def forward(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
         self.check_data(x)
         event_dim = x.dim() - 1
-        prior = self.prior_distribution(x)
+        prior = self.prior_distribution(self.latent_like(x))
         with data_plate(x, num_data):
             z = pyro.sample("z", prior)
-            pyro.sample("x", self.likelihood(self.decoder(self.code(z)), event_dim), obs=x)
+            self.observe(x, self.code(z), event_dim)
         return z
 
     def extra_repr(self) -> str:

@@ -8,6 +8,7 @@ conditional and hierarchical variants (:mod:`pyro_vi.models.conditional`,
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import pyro
@@ -46,6 +47,40 @@ def resolve_likelihood(
     return likelihood
 
 
+def check_decoder_output(
+    params: torch.Tensor, latent: torch.Tensor, x: torch.Tensor, likelihood: Likelihood
+) -> None:
+    """Raise a ``ValueError`` naming ``x`` unless the decoder's output fits x's datapoints.
+
+    The decoder maps latents ``[..., B, D]`` to ``[..., B, *likelihood.params_shape(data_shape)]``.
+    Data of another shape would be broadcast against that output instead of refused: images
+    ``[B, H, W]`` for a decoder of ``(1, H, W)`` scored every x_j under every z_i. Shapes only
+    (no device sync), so the check costs nothing inside a captured step.
+
+    Arguments:
+        params: The decoder's output.
+        latent: What the decoder read.
+        x: The data ``[B, *data_shape]``.
+        likelihood: The likelihood that reads ``params``.
+    """
+    expected = (*latent.shape[:-1], *likelihood.params_shape(x.shape[1:]))
+    if tuple(params.shape) != expected:
+        raise ValueError(
+            f"x holds datapoints of shape {tuple(x.shape[1:])}, but the decoder maps latents "
+            f"{tuple(latent.shape)} to parameters {tuple(params.shape)}, where the likelihood "
+            f"needs {expected} for that data: give x the shape [batch, *data_shape] of the "
+            "data the decoder was built for (e.g. images [B, 1, H, W], tables [B, D])"
+        )
+
+
+def _floating_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype of the module's first floating-point parameter or buffer, if it has one."""
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
+
+
 class DeepLatentModel(UniquePyroModule):
     """Base class of the decoder models: a ``decoder``, a ``likelihood`` and a ``prior``.
 
@@ -77,6 +112,26 @@ class DeepLatentModel(UniquePyroModule):
         self.likelihood = resolve_likelihood(likelihood, decoder, data_shape)
         self.prior = resolve_prior(prior, prior_dim)
         self._checked_data = False
+
+    def latent_like(self, x: torch.Tensor) -> torch.Tensor:
+        """A 0-d tensor whose dtype and device the latents take: the model's floating dtype
+        (its decoder's, else its own parameters', else that of floating ``x``, else torch's
+        default) on the device of ``x``.
+
+        Not the data's dtype: integer counts have none that a Gaussian can take, and float64
+        data (what numpy gives) would draw float64 latents that a float32 decoder refuses.
+        """
+        dtype = _floating_dtype(self.decoder) or _floating_dtype(self)
+        if dtype is None:
+            dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+        return torch.zeros((), dtype=dtype, device=x.device)
+
+    def observe(self, x: torch.Tensor, latent: torch.Tensor, event_dim: int) -> None:
+        """The observed site ``"x"``: ``likelihood(decoder(latent))`` scoring ``x``, after
+        :func:`check_decoder_output`."""
+        params = self.decoder(latent)
+        check_decoder_output(params, latent, x, self.likelihood)
+        pyro.sample("x", self.likelihood(params, event_dim), obs=x)
 
     def check_data(self, x: torch.Tensor) -> None:
         """Check ``x`` against the likelihood's support at the first call only."""
@@ -126,8 +181,8 @@ class VAE(DeepLatentModel):
     def forward(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
         self.check_data(x)
         event_dim = x.dim() - 1
-        prior = self.prior(x)
+        prior = self.prior(self.latent_like(x))
         with data_plate(x, num_data):
             z = pyro.sample("z", prior)
-            pyro.sample("x", self.likelihood(self.decoder(z), event_dim), obs=x)
+            self.observe(x, z, event_dim)
         return z

@@ -40,7 +40,7 @@ from pyro_vi._checks import check_float, check_int, describe
 from pyro_vi._module import UniquePyroModule
 from pyro_vi.models.autoencoder import _check_x
 from pyro_vi.models.likelihoods import Likelihood
-from pyro_vi.models.vae import resolve_likelihood
+from pyro_vi.models.vae import check_decoder_output, resolve_likelihood
 from pyro_vi.nets import encoder_features
 from pyro_vi.plates import data_plate
 
@@ -261,7 +261,9 @@ class VQVAE(UniquePyroModule):
         prior = self.prior()
         with data_plate(x, num_data):
             z = pyro.sample("z", prior)
-            params = self.decoder(z.flatten(-2))
+            codes = z.flatten(-2)
+            params = self.decoder(codes)
+            check_decoder_output(params, codes, x, self.likelihood)
             pyro.sample("x", self.likelihood(params, x.dim() - 1), obs=x)
         return z
 
