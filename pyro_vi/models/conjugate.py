@@ -235,8 +235,9 @@ class FactorAnalysis(ConjugateModel):
     def sample(self, num_data: int) -> torch.Tensor:
         """Draw ``num_data`` datapoints from the model, shape ``[num_data, D]``."""
         with torch.no_grad():
-            z = torch.randn(num_data, self.latent_dim, dtype=self.weight.dtype)
-            noise = torch.randn(num_data, self.dim, dtype=self.weight.dtype)
+            # Drawn like the weight: its dtype and its device, whatever the default device is.
+            z = self.weight.new_empty(num_data, self.latent_dim).normal_()
+            noise = self.weight.new_empty(num_data, self.dim).normal_()
             return z @ self.weight.T + self.bias + noise * self.noise_variance.sqrt()
 
 
