@@ -146,6 +146,7 @@ class AmortizedGuide(UniquePyroModule):
         # every call: the MLP's input layer was sized for them).
         self._data_shapes: tuple[tuple[int, ...], ...] | None = None
         self._fixed_context: torch.Tensor | None = None
+        self._input_dtype: torch.dtype = torch.get_default_dtype()  # set from the data
 
     # -- set-up at the first call -------------------------------------------------------------
 
@@ -200,9 +201,16 @@ class AmortizedGuide(UniquePyroModule):
         dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
         if self.encoder is None:
             self.encoder = self._build_encoder(inputs).to(device=x.device, dtype=dtype)
+        else:
+            # An encoder given ready-made keeps its dtype, and the guide follows it: float64
+            # data (numpy's default) meets a float32 encoder as float32.
+            floats = [p.dtype for p in self.encoder.parameters() if p.is_floating_point()]
+            dtype = floats[0] if floats else dtype
+        self._input_dtype = dtype
         self.encoder.to(device=x.device)
         with torch.no_grad():
-            features = self.encoder(*_first_rows(inputs, len(x) if x.dim() else 0)).shape[-1]
+            first = _first_rows(inputs, len(x) if x.dim() else 0)
+            features = self.encoder(self._as_input(first[0]), *first[1:]).shape[-1]
         for site in structure.sites:
             key = _key(site.name)
             width = features if site.local else self.global_features
@@ -261,7 +269,13 @@ class AmortizedGuide(UniquePyroModule):
         """
         if self._fixed_context is not None:
             return self._fixed_context
-        return self.encoder(x, *extra)
+        return self.encoder(self._as_input(x), *extra)
+
+    def _as_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Floating data in the encoder's dtype (integer data as it is: the encoder reads it)."""
+        if x.is_floating_point() and x.dtype != self._input_dtype:
+            return x.to(self._input_dtype)
+        return x
 
     @contextlib.contextmanager
     def fixed_context(self, context: torch.Tensor) -> Iterator[None]:

@@ -43,3 +43,17 @@ def test_a_family_that_cannot_take_a_latent_names_the_site():
     guide = AmortizedGuide(one_dimensional, [8], family="affine_coupling")
     with pytest.raises(ValueError, match=r"latent site 'z': dim must be >= 2 for affine_coupling"):
         guide(torch.randn(4, 3))
+
+
+def test_float64_data_meets_a_float32_encoder_in_its_dtype():
+    # numpy's arrays load as float64; the guide built its heads in the data's dtype and the
+    # float32 encoder it was given then failed in a matmul (mat1 and mat2 must have the same dtype).
+    from pyro.infer import Trace_ELBO
+
+    from pyro_vi.architectures import mlp_vae
+
+    model, guide = mlp_vae((5,), 2, hidden=[4], likelihood="poisson")
+    counts = torch.poisson(torch.full((6, 5), 2.0), generator=torch.Generator().manual_seed(0))
+    loss = Trace_ELBO().loss(model, guide, counts.double())
+    assert torch.isfinite(torch.tensor(loss))
+    assert guide.context(counts.double()).dtype == torch.float32
