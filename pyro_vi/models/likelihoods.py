@@ -632,7 +632,10 @@ _MAX_LEVELS_HINT = 1024
 
 def _off_grid(values: torch.Tensor, num_levels: int) -> torch.Tensor:
     scaled = values * (num_levels - 1)
-    return (scaled - scaled.round()).abs() / (num_levels - 1) > _GRID_TOLERANCE
+    # A quarter of the grid's spacing at most: with thousands of levels, 1e-4 would exceed half
+    # the spacing and let any value through, rounded to its nearest level.
+    tolerance = min(_GRID_TOLERANCE, 0.25 / (num_levels - 1))
+    return (scaled - scaled.round()).abs() / (num_levels - 1) > tolerance
 
 
 def _levels_hint(values: torch.Tensor) -> str:

@@ -169,3 +169,13 @@ def test_learned_scale_floor_and_gaussian_density():
     )
     assert float(likelihood(mean, 1).log_prob(x).detach()) == pytest.approx(expected, rel=1e-13)
     assert float(softplus(torch.tensor(-800.0, dtype=F64))) == 0.0
+
+
+def test_the_categorical_grid_check_holds_with_many_levels():
+    # A tolerance of 1e-4 in data units exceeds half the grid's spacing above ~5,000 levels:
+    # any data passed and was rounded to levels.
+    from pyro_vi.models.likelihoods import CategoricalLikelihood
+
+    with pytest.raises(ValueError):
+        CategoricalLikelihood(65536).check_data(torch.tensor([0.123456789, 0.5, 0.25, 0.75]))
+    CategoricalLikelihood(65536).check_data(torch.tensor([0.0, 1.0, 21845 / 65535]))
