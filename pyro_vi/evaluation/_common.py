@@ -43,9 +43,14 @@ def _check_data(args: tuple, function: str) -> None:
         check_finite(f"{function}: argument {position}", value, "the data must be finite")
 
 
-def _batches(args: tuple, batch_size: int | None) -> Iterator[tuple[tuple, int | None]]:
+def _batches(
+    args: tuple, batch_size: int | None, kwargs: dict | None = None
+) -> Iterator[tuple[tuple, int | None]]:
     """(args of one batch, its number of rows): every tensor argument with at least one
-    dimension is cut along its first dimension; other arguments are passed whole."""
+    dimension is cut along its first dimension; other arguments are passed whole. Keyword
+    arguments are passed whole: one with a row per datapoint (labels ``y=...``) is refused when
+    the data are cut, since each batch would meet all of its rows (an error deep in the
+    program, or a wrong answer)."""
     rows = {a.shape[0] for a in args if isinstance(a, torch.Tensor) and a.dim() > 0}
     if len(rows) > 1:
         raise ValueError(
@@ -56,6 +61,15 @@ def _batches(args: tuple, batch_size: int | None) -> Iterator[tuple[tuple, int |
         yield args, (rows.pop() if rows else None)
         return
     (count,) = rows
+    if count > batch_size:
+        for name, value in (kwargs or {}).items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and len(value) == count:
+                raise ValueError(
+                    f"keyword argument {name}= has a row per datapoint (shape "
+                    f"{tuple(value.shape)}), but batch_size={batch_size} cuts only the positional "
+                    "arguments; pass it positionally (model(x, y) as log_likelihood(model, "
+                    "guide, x, y)), or batch_size=None"
+                )
     for start in range(0, count, batch_size):
         stop = min(start + batch_size, count)
         batch = tuple(

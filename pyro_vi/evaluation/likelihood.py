@@ -18,7 +18,6 @@ from pyro_vi.estimators.core import (
     VectorizationError,
     check_program,
     compute_log_weights,
-    plate_nesting,
 )
 from pyro_vi.evaluation._common import (
     _batches,
@@ -28,6 +27,7 @@ from pyro_vi.evaluation._common import (
     _check_plate_name,
 )
 from pyro_vi.progress import progress_bar
+from pyro_vi.traces import probe_program
 
 #: Particle-datapoint pairs per vectorized pass when ``batch_size="auto"``: large enough that the
 #: networks run on big matrices, small enough for a few hundred MiB with an MNIST-size VAE.
@@ -72,7 +72,9 @@ def log_likelihood(
     z, p(x_1..N) = int p(z) prod_i p(x_i | z) dz does not split into per-datapoint terms, so there
     is no per-datapoint answer to return, and evaluating batches separately would estimate a
     product of batch evidences, a different quantity; such models raise ``ValueError`` (the
-    joint estimate is ``-get("iwae", num_particles=S).loss(model, guide, x)``).
+    joint estimate is ``-get("iwae", num_particles=S).loss(model, guide, x)``). A model latent
+    marked ``infer={"enumerate": "parallel"}`` that the guide does not sample is summed out of
+    log p exactly, as the estimators do.
 
     Arguments:
         model, guide: Pyro callables taking ``*args, **kwargs``. Do not pass ``num_data``:
@@ -84,7 +86,8 @@ def log_likelihood(
             for all of them at once.
         data_plate: Name of the plate holding the datapoints; detected when ``None``.
         progress: Show a progress bar with the time left.
-        **kwargs: Passed to model and guide.
+        **kwargs: Passed to model and guide whole (not cut into batches: pass per-datapoint
+            tensors such as labels positionally).
 
     Returns:
         The estimates, shape ``[N]`` (one per element of the data plate), float, on the data's
@@ -92,7 +95,9 @@ def log_likelihood(
 
     Raises:
         ValueError: global latents, no plate over the datapoints, a subsampled or scaled data
-            plate, ``num_data`` in ``kwargs``, or a bad argument.
+            plate, a site scaled on its own (KL annealing), ``num_data`` in ``kwargs``, a
+            per-datapoint keyword argument when ``batch_size`` cuts the data, or a bad
+            argument.
 
     References:
         Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders" (ICLR 2016), Sec. 5.
@@ -117,13 +122,18 @@ def log_likelihood(
     passes = batches * math.ceil(num_samples / chunk_size)
     bar = progress_bar(None, total=passes, desc="log-likelihood", unit="pass", enabled=progress)
     results = []
-    nesting, structure, vectorize = None, None, True
+    nesting, enumerate_model, structure, vectorize = None, False, None, True
     started = time.perf_counter()
     try:
         with torch.inference_mode(), eval_mode(model, guide):
-            for batch, rows in _batches(args, batch_size):
+            for batch, rows in _batches(args, batch_size, kwargs):
                 if nesting is None:
-                    nesting = plate_nesting(model, guide, batch, kwargs)
+                    # The probe also finds the model's latents marked for parallel enumeration
+                    # that the guide does not sample: they are summed out of log p exactly, as
+                    # the estimators do (else they would be refused as latents without a guide
+                    # site).
+                    probe = probe_program(model, guide, batch, kwargs)
+                    nesting, enumerate_model = probe.plate_nesting, bool(probe.model_enumerated)
                 total = None
                 for start in range(0, num_samples, chunk_size):
                     # Pyro's validation (argument and support checks) on the first pass only.
@@ -135,6 +145,7 @@ def log_likelihood(
                             kwargs,
                             num_particles=min(chunk_size, num_samples - start),
                             plate_nesting=nesting,
+                            enumerate_model=enumerate_model,
                             data_plate=data_plate,
                             structure=structure,
                             vectorize=vectorize,
@@ -162,6 +173,7 @@ def _weights_of_chunk(
     *,
     num_particles: int,
     plate_nesting: int,
+    enumerate_model: bool,
     data_plate: str | None,
     structure: Any,
     vectorize: bool,
@@ -178,6 +190,7 @@ def _weights_of_chunk(
             kwargs,
             num_particles=num_particles,
             plate_nesting=plate_nesting,
+            enumerate_model=enumerate_model,
             data_plate=data_plate,
             structure=structure,
             validate=_validate if structure is None else None,
@@ -253,9 +266,35 @@ def _check_per_datapoint(weights: LogWeights, rows: int | None) -> None:
             "plate or num_data): log_likelihood needs every datapoint of the batch scored once, "
             "unscaled"
         )
+    _check_unscaled_sites(weights)
     if rows is not None and plate.size != rows:
         raise ValueError(
             f"the data plate {plate.name!r} holds {plate.size} datapoints but the batch has "
             f"{rows} rows; batch_size cuts the first dimension of the tensor arguments, so the "
             "data plate must run over it (or leave batch_size=None)"
         )
+
+
+def _check_unscaled_sites(weights: LogWeights) -> None:
+    """Refuse a site scaled on its own (``poutine.scale`` on some sites, e.g. KL annealing): the
+    weights would be those of a tempered model, whose importance-sampled "log p(x_i)" is no
+    log-likelihood (the estimators keep such scales in the bound on purpose; here they would
+    give a plausible wrong number)."""
+    model_trace, guide_trace = weights.model_trace, weights.guide_trace
+    for trace in (model_trace, guide_trace):
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample":
+                continue
+            scale = site["scale"]
+            if isinstance(scale, torch.Tensor):
+                unscaled = bool((scale == 1).all())
+                shown = "a tensor" if scale.numel() > 1 else f"{float(scale):g}"
+            else:
+                unscaled, shown = scale == 1, f"{float(scale):g}"
+            if not unscaled:
+                side = "model" if trace is model_trace else "guide"
+                raise ValueError(
+                    f"the {side}'s site {name!r} is scaled by {shown} (poutine.scale on some "
+                    "sites, e.g. KL annealing): log_likelihood estimates log p(x_i) of the "
+                    "unscaled model; evaluate with the scale set to 1"
+                )

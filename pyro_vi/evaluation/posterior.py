@@ -89,7 +89,8 @@ def active_units(
         data_plate=data_plate,
         **kwargs,
     )
-    variances = means.flatten(1).var(dim=0, correction=0).reshape(means.shape[1:])
+    # reshape, not flatten(1): a scalar latent per datapoint has means of shape [N].
+    variances = means.reshape(len(means), -1).var(dim=0, correction=0).reshape(means.shape[1:])
     return int((variances > threshold).sum()), variances
 
 
@@ -128,7 +129,7 @@ def posterior_mean(
     _check_data(args, "posterior_mean")
     means = []
     with torch.no_grad(), eval_mode(model, guide):
-        for batch, _ in _batches(args, batch_size):
+        for batch, _ in _batches(args, batch_size, kwargs):
             means.append(
                 _posterior_mean(model, guide, batch, kwargs, site, num_samples, data_plate)
             )
@@ -166,9 +167,31 @@ def _posterior_mean(
         mean = torch.broadcast_to(_closed_form_mean(fn), node["value"].shape)
     except NotImplementedError:
         mean = _monte_carlo_mean(model, guide, args, kwargs, site, num_samples)
+    else:
+        if _mean_undefined(fn):
+            # torch's Categorical returns NaN for the mean of a category index: its variance
+            # would be NaN and every unit silently inactive.
+            raise ValueError(
+                f"site {site!r} has a {type(_base(fn)).__name__} distribution, whose mean (of "
+                "a category index) is undefined; posterior means and active units need a latent "
+                "with a mean, e.g. a one-hot code (OneHotCategorical)"
+            )
     # The data plate's dim counts from the right of the batch shape, left of the event dims.
     data_axis = mean.dim() - event_dim + plate.dim
     return mean.movedim(data_axis, 0)
+
+
+def _base(fn: Any) -> Any:
+    """The distribution inside ``Independent``/``Expanded``/``Masked`` wrappers."""
+    while isinstance(fn, dist.Independent | dist.ExpandedDistribution | dist.MaskedDistribution):
+        fn = fn.base_dist
+    return fn
+
+
+def _mean_undefined(fn: Any) -> bool:
+    return isinstance(_base(fn), torch.distributions.Categorical) and not isinstance(
+        _base(fn), torch.distributions.OneHotCategorical
+    )
 
 
 def _reshapes_only(transform: Any) -> bool:

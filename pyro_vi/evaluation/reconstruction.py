@@ -48,7 +48,7 @@ def reconstruction_log_likelihood(
         batch_size = check_int("batch_size", batch_size, minimum=1)
     total, count = 0.0, 0
     with torch.no_grad(), eval_mode(model, guide):
-        for batch, rows in _batches(args, batch_size):
+        for batch, rows in _batches(args, batch_size, kwargs):
             guide_trace = poutine.trace(guide).get_trace(*batch, **kwargs)
             replayed = poutine.replay(model, trace=guide_trace)
             model_trace = poutine.trace(replayed).get_trace(*batch, **kwargs)
