@@ -667,7 +667,7 @@ def fit(
         test_items,
     )
     try:
-        return _train(
+        history = _train(
             model,
             guide,
             train_items,
@@ -686,6 +686,12 @@ def fit(
             validation_items,
             early_stopping,
         )
+        if distributed.is_distributed():
+            # Rank 0 alone writes the checkpoints: no rank returns before the last is on disk
+            # (a resume or load_parameters right after fit read the one before, and the ranks
+            # then resumed from different steps and hung in the all-reduce).
+            torch.distributed.barrier()
+        return history
     finally:
         torch.set_num_threads(previous_threads)
 

@@ -107,7 +107,14 @@ def worker(rank, world_size, init_file, out_dir):
         loss="iwae",
         validation_data=validation,
         early_stopping=1,
+        checkpoint=Path(out_dir, "vae.ckpt"),
     )
+    # Rank 0 alone writes the checkpoint; every rank returns from fit once its last one is on
+    # disk (a resume right after fit read the one before, and the ranks hung in the all-reduce).
+    from pyro_vi.train.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(Path(out_dir, "vae.ckpt"))["position"]
+    found["checkpoint_epoch"] = [saved["epoch"], history.epochs]
     # Each rank draws its own noise; the validation loss (and so the decision to stop) is their
     # mean, the same on every rank, or a rank that stops would leave the others waiting.
     found["validation"] = [history.validation_loss, history.best_epoch, history.stopped_early]
@@ -142,3 +149,6 @@ def test_two_gloo_processes(tmp_path):
         assert found["grad_size"] > 1e-3 and found["grad_error"] < 1e-10
         assert found["replica_difference"] == 0.0
     assert results[0]["validation"] == results[1]["validation"]
+    for found in results:
+        epoch, epochs = found["checkpoint_epoch"]
+        assert epoch == epochs
