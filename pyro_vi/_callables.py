@@ -60,13 +60,30 @@ def _collect(obj: Any, found: dict[int, nn.Module], seen: set[int], depth: int) 
         for value in (*closure.nonlocals.values(), *closure.globals.values()):
             if isinstance(value, nn.Module) or callable(value):
                 _collect(value, found, seen, depth + 1)
+            _collect_held(value, found)
         return
     if callable(obj) and not inspect.isclass(obj) and not inspect.isbuiltin(obj):
         # An instance with __call__ (a guide object holding its networks).
         for value in getattr(obj, "__dict__", {}).values():
             if isinstance(value, nn.Module):
                 found[id(value)] = value
+            _collect_held(value, found)
         _collect(type(obj).__call__, found, seen, depth + 1)
+
+
+def _collect_held(value: Any, found: dict[int, nn.Module]) -> None:
+    """Networks held one level down in a plain dict, list or tuple (``NETS = {"enc": ...}``)."""
+    if isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return
+    if len(items) > 256:  # a data table, not a set of networks: not scanned
+        return
+    for item in items:
+        if isinstance(item, nn.Module):
+            found[id(item)] = item
 
 
 @contextmanager

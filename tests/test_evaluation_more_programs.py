@@ -155,3 +155,47 @@ def test_active_units_of_a_category_index_are_refused():
 
     with pytest.raises(ValueError, match=r"site 'c' has a Categorical distribution, whose mean"):
         active_units(model, guide, X, site="c")
+
+
+class _Encoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.BatchNorm1d(3)
+
+    def forward(self, x):
+        return self.norm(x)
+
+
+NETWORKS = {"encoder": _Encoder()}  # a user's networks held in a plain dict
+
+
+def _held_model(x):
+    with pyro.plate("data", x.shape[0]):
+        z = pyro.sample("z", dist.Normal(torch.zeros(3), 1.0).to_event(1))
+        pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+
+def _held_guide(x):
+    encoder = pyro.module("encoder", NETWORKS["encoder"])
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("z", dist.Normal(encoder(x), 1.0).to_event(1))
+
+
+class _GuideObject:
+    def __init__(self):
+        self.networks = [_Encoder()]
+
+    def __call__(self, x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(self.networks[0](x), 1.0).to_event(1))
+
+
+@pytest.mark.parametrize("holder", ["global dict", "list attribute"])
+def test_networks_held_in_a_dict_or_list_are_evaluated_in_eval_mode(holder):
+    # They were missed: dropout stayed on and batch-norm statistics moved during evaluation.
+    guide = _held_guide if holder == "global dict" else _GuideObject()
+    network = NETWORKS["encoder"] if holder == "global dict" else guide.networks[0]
+    network.train()
+    before = network.norm.running_mean.clone()
+    log_likelihood(_held_model, guide, torch.randn(6, 3), num_samples=3)
+    assert torch.equal(network.norm.running_mean, before) and network.training
