@@ -14,8 +14,9 @@ A ``.npy`` file is one array, read as ``x``. Arrays may be
 - ``[N, H, W]``: grey images, read as ``[N, 1, H, W]``;
 - ``[N, C, H, W]``: images, channel first.
 
-Integer images (``uint8`` with 3 or 4 axes) are 8-bit pixels and are scaled to [0, 1]; every
-other array keeps its values (integers are counts), as float32.
+Integer images (``uint8`` with 3 or 4 axes) are 8-bit pixels and are scaled to [0, 1], unless
+every value is 0 or 1 (binary images, kept as they are); every other array keeps its values
+(integers are counts), as float32.
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ def datapoints(name: str, array: np.ndarray) -> torch.Tensor:
         array: ``[N, D]``, ``[N, H, W]`` (grey images) or ``[N, C, H, W]``.
 
     Returns:
-        The float32 tensor; ``uint8`` images scaled to [0, 1], grey images given a channel axis.
+        The float32 tensor; ``uint8`` images scaled to [0, 1] (binary 0/1 ones kept), grey
+        images given a channel axis.
 
     Raises:
         ValueError: another number of axes, an image that looks channel-last, NaN or infinite
@@ -163,6 +165,8 @@ def datapoints(name: str, array: np.ndarray) -> torch.Tensor:
     if array.ndim == 3:
         array = array[:, None]
     tensor = as_data_tensor(name, array)
-    if array.ndim == 4 and array.dtype == np.uint8:
-        tensor = tensor / 255.0  # 8-bit pixels onto [0, 1]
+    # 8-bit pixels onto [0, 1]; binary images stored as uint8 0/1 (masks, a fixed binarization)
+    # are in [0, 1] already, and dividing would make them 0 and 1/255.
+    if array.ndim == 4 and array.dtype == np.uint8 and array.max() > 1:
+        tensor = tensor / 255.0
     return tensor

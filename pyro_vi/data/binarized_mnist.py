@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._checks import check_int
 from ._args import check_bool, check_root
 from .container import ImageData
 from .errors import DatasetNotFoundError, corrupted, not_found
@@ -114,10 +115,13 @@ def read_amat(path: str | os.PathLike[str], *, num_values: int = 784) -> np.ndar
         (10000, 784)
     """
     path = Path(path)
+    num_values = check_int("num_values", num_values, minimum=1)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise DatasetNotFoundError(f"amat file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise DatasetNotFoundError(f"amat file {str(path)!r} is a folder, not a file") from None
     return _parse(path, data, num_values)
 
 

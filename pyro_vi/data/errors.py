@@ -80,6 +80,13 @@ def not_found(
     nested = root / dataset
     if all((nested / name).is_file() for name in expected):
         message += f"\nThe files are in {str(nested)!r}: pass that directory instead."
+    # The other slip: load(name, root) given the dataset's own folder, which it extends by name.
+    elif root.name == dataset and all((root.parent / name).is_file() for name in expected):
+        message += (
+            f"\nThe files are in {str(root.parent)!r}: load() reads <data directory>/{dataset}, "
+            f"so give it {str(root.parent.parent)!r} (a loader such as load_mnist takes "
+            f"{str(root.parent)!r} itself)."
+        )
     return DatasetNotFoundError(message)
 
 

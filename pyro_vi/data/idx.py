@@ -64,6 +64,8 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise DatasetNotFoundError(f"IDX file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise DatasetNotFoundError(f"IDX file {str(path)!r} is a folder, not a file") from None
     data = _decompress(path, raw) if path.suffix == ".gz" or raw[:2] == _GZIP_MAGIC else raw
     return _parse(path, data)
 

@@ -99,7 +99,10 @@ def _check_size(image_size: Sequence[int] | None) -> tuple[int, int] | None:
 
 
 def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+    # Hidden files are skipped at every level: macOS writes "._name.png" metadata files beside
+    # the images of an archive, which carry an image suffix but are no image.
+    hidden = path.name.startswith(".")
+    return not hidden and path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def _image_files(folder: Path) -> tuple[list[Path], torch.Tensor | None]:

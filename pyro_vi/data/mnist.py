@@ -18,7 +18,7 @@ from .._checks import describe
 from ._args import check_bool, check_root
 from .container import DynamicBinarization, ImageData
 from .download import download_files, md5sum
-from .errors import corrupted, not_found
+from .errors import DatasetNotFoundError, corrupted, not_found
 from .idx import read_idx
 
 __all__ = [
@@ -160,26 +160,54 @@ def _load_idx_dataset(
     if missing and download:
         download_files(root, {name: dataset.md5[name] for name in missing}, dataset.mirrors)
     elif missing:
-        raise not_found(
+        error = not_found(
             dataset.name, root, dataset.md5, " or ".join(dataset.mirrors), can_download=True
         )
+        # Gunzipped copies (a torchvision raw/ folder holds both) are not read: say so.
+        unzipped = [
+            name[: -len(".gz")] for name in missing if (root / name[: -len(".gz")]).is_file()
+        ]
+        if unzipped:
+            error = DatasetNotFoundError(
+                f"{error}\n{str(root)!r} holds {', '.join(unzipped)} uncompressed: gzip them "
+                f"(gzip -k {' '.join(unzipped)}) and pass verify=False (the published md5s are "
+                "of the original .gz files), or pass download=True to fetch those."
+            )
+        raise error
 
     if verify:
         for name, expected in dataset.md5.items():
             found = md5sum(root / name)
             if found != expected:
-                raise corrupted(
-                    root / name,
-                    f"expected the published {dataset.name} md5 {expected}, found {found}",
-                    hint="Delete it and download it again (download=True does), "
-                    "or pass verify=False if you changed it on purpose.",
-                )
+                raise _wrong_md5(dataset, root / name, expected, found)
 
     train, train_labels = _read_split(root, TRAIN_IMAGES, TRAIN_LABELS, _NUM_TRAIN, verify)
     test, test_labels = _read_split(root, TEST_IMAGES, TEST_LABELS, _NUM_TEST, verify)
     if binarize == "dynamic":
         train, test = DynamicBinarization(train), DynamicBinarization(test)
     return ImageData(dataset.name, train, test, train_labels=train_labels, test_labels=test_labels)
+
+
+def _wrong_md5(dataset: _IdxDataset, path: Path, expected: str, found: str) -> Exception:
+    """The error for a file whose md5 is not the published one, naming the dataset it is when
+    it is the other one's file of that name (Fashion-MNIST put under mnist/, or the reverse)."""
+    problem = f"expected the published {dataset.name} md5 {expected}, found {found}"
+    for other in (_MNIST, _FASHION_MNIST):
+        if other is not dataset and other.md5.get(path.name) == found:
+            return corrupted(
+                path,
+                f"{problem}, the md5 of {other.name}'s {path.name}: this is {other.name}, not "
+                f"{dataset.name}",
+                hint=f"Move the {other.name} files to a folder named {other.name!r} "
+                f"(load({other.name!r}, root) reads <root>/{other.name}), and put the "
+                f"{dataset.name} files here.",
+            )
+    return corrupted(
+        path,
+        problem,
+        hint="Delete it and download it again (download=True does), "
+        "or pass verify=False if you changed it on purpose.",
+    )
 
 
 def _read_split(

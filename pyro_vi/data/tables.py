@@ -81,6 +81,11 @@ def read_table(path: Path, *, label_column: str | None = None) -> Split:
             raise ValueError(
                 f"label_column = {label_column!r} is not a column of {str(path)!r}: {found}"
             )
+        if columns.count(label_column) > 1:
+            raise ValueError(
+                f"label_column = {label_column!r} names {columns.count(label_column)} columns of "
+                f"{str(path)!r}; rename all but one"
+            )
         index = columns.index(label_column)
         labels = values[:, index]
         values = np.delete(values, index, axis=1)
@@ -97,7 +102,7 @@ def _first_row(path: Path) -> tuple[str, int]:
     """The first line that is neither blank nor a ``#`` comment, and its line number."""
     opener = gzip.open if path.suffix.lower() == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8") as file:
+        with opener(path, "rt", encoding=_ENCODING) as file:
             for number, line in enumerate(file, start=1):
                 if line.strip() and not line.lstrip().startswith("#"):
                     return line, number
@@ -107,6 +112,10 @@ def _first_row(path: Path) -> tuple[str, int]:
 
 
 _TEXT_HINT = "Write it as numbers separated by the delimiter, with an optional header row."
+#: UTF-8, with the byte-order mark that Excel and Windows tools write skipped when present (read
+#: as plain UTF-8, it would stick to the first field: a numeric first row taken for a header and
+#: lost, or a first column named "\ufeffname").
+_ENCODING = "utf-8-sig"
 
 
 def _is_number(field: str) -> bool:
@@ -122,7 +131,7 @@ def _first_non_number(path: Path, delimiter: str, skip: int) -> tuple[int, int, 
     not a number (text, or empty), to name it; ``None`` when every field is one."""
     opener = gzip.open if path.suffix.lower() == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as file:
+        with opener(path, "rt", encoding=_ENCODING, newline="") as file:
             rows = csv.reader(file, delimiter=delimiter, quotechar='"')
             for row in rows:
                 if rows.line_num <= skip or not "".join(row).strip():
@@ -141,7 +150,8 @@ def _read_text(
     path: Path, delimiter: str, label_column: str | None = None
 ) -> tuple[list[str] | None, np.ndarray]:
     line, number = _first_row(path)
-    fields = line.rstrip("\r\n").split(delimiter)
+    # The csv module, as numpy reads the rows: a quoted name may hold the delimiter ("a,b").
+    fields = next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter, quotechar='"'), [""])
     header = not all(_is_number(field) for field in fields)
     columns = [field.strip().strip('"') for field in fields] if header else None
     try:
@@ -156,7 +166,7 @@ def _read_text(
                 ndmin=2,
                 dtype=np.float64,
                 quotechar='"',
-                encoding="utf-8",
+                encoding=_ENCODING,
             )
     except (ValueError, OSError, EOFError, UnicodeDecodeError) as error:
         problem = str(error).splitlines()[0].rstrip(".")
@@ -179,7 +189,31 @@ def _read_text(
         raise corrupted(path, f"numpy cannot parse it: {problem}.", hint=_TEXT_HINT) from None
     if values.size == 0:
         raise ValueError(f"the table {str(path)!r} has no data rows, only a header")
+    if columns is not None:
+        _check_header(path, columns, values.shape[1], number)
     return columns, values
+
+
+def _check_header(path: Path, columns: list[str], width: int, line: int) -> None:
+    """A header that names every column once: else a label column or a column name would
+    point at the wrong values (a row index that pandas writes without a name among them)."""
+    if len(columns) != width:
+        raise corrupted(
+            path,
+            f"the header (line {line}) names {len(columns)} column(s) but the rows hold {width}",
+            hint=_TEXT_HINT,
+        )
+    unnamed = [index + 1 for index, name in enumerate(columns) if not name]
+    if unnamed:
+        pandas = (
+            " (a row index that pandas' to_csv writes looks like this: write with index=False)"
+            if unnamed[0] == 1
+            else ""
+        )
+        raise ValueError(
+            f"column {unnamed[0]} of {str(path)!r} has no name in the header (line {line}); "
+            f"name it or drop it{pandas}"
+        )
 
 
 def _read_parquet(path: Path) -> tuple[list[str], np.ndarray]:

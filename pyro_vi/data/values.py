@@ -28,6 +28,9 @@ VALUE_KINDS: dict[str, str] = {
 
 # float32 holds every integer up to 2**24 exactly; larger counts would be silently rounded.
 _EXACT_FLOAT32_INTEGERS = 2**24
+# The largest label accepted: far past any class count, and below int64's limit (2**63 - 1,
+# which a float rounds up past).
+_LARGEST_LABEL = 2**62
 
 
 def as_data_tensor(name: str, array: np.ndarray) -> torch.Tensor:
@@ -117,6 +120,12 @@ def as_label_tensor(name: str, labels: np.ndarray, count: int) -> torch.Tensor:
     if labels.size and (labels.min() < 0 or (labels != np.round(labels)).any()):
         bad = labels[(labels < 0) | (labels != np.round(labels))][0]
         raise ValueError(f"{name} must hold integers 0..C-1, got the label {bad}")
+    # Past int64 the cast wraps (uint64) or saturates (floats) to negative "labels".
+    if labels.size and labels.max() > _LARGEST_LABEL:
+        raise ValueError(
+            f"{name} must hold integers 0..C-1, got the label {labels.max()}, beyond "
+            f"{_LARGEST_LABEL}; number the classes 0..C-1"
+        )
     return torch.from_numpy(labels.astype(np.int64))
 
 
