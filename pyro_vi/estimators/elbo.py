@@ -97,12 +97,15 @@ class TraceELBO(Estimator):
         check_baseline_options(name, options)
         count, columns = cost.shape
         learned: torch.Tensor | None = None
-        if "nn_baseline" in options:
+        if options.get("nn_baseline") is not None:  # None is absent, as in Pyro
             network = options["nn_baseline"]
             # Its input detached, as Pyro does: the baseline's squared error must train the
             # baseline alone, not the networks that computed its input (the guide's encoder).
-            inputs = _as_tuple(options.get("nn_baseline_input", ()))
-            learned = network(*(_detached(item) for item in inputs))
+            # One argument, as Pyro passes it (a tuple or list stays one, each item detached).
+            if "nn_baseline_input" in options:
+                learned = network(_detached(options["nn_baseline_input"]))
+            else:
+                learned = network()
         elif options.get("baseline_value") is not None:
             learned = torch.as_tensor(options["baseline_value"])
         if learned is not None:
@@ -159,18 +162,16 @@ def check_baseline_options(name: str, options: object) -> None:
             f"infer['baseline'] of site {name!r} has the unknown options {unknown}; the options "
             f"are {list(BASELINE_OPTIONS)}"
         )
-    if "nn_baseline" in options and options.get("baseline_value") is not None:
+    if options.get("nn_baseline") is not None and options.get("baseline_value") is not None:
         raise ValueError(
             f"infer['baseline'] of site {name!r} gives both nn_baseline and baseline_value; "
             "give one"
         )
 
 
-def _as_tuple(value: object) -> tuple:
-    return value if isinstance(value, tuple) else (value,)
-
-
 def _detached(value: object) -> object:
+    if isinstance(value, list | tuple):  # each item, as Pyro's detach_iterable
+        return type(value)(_detached(item) for item in value)
     return value.detach() if isinstance(value, torch.Tensor) else value
 
 

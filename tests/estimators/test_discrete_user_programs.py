@@ -248,6 +248,45 @@ def test_a_baseline_networks_input_is_detached_as_in_pyro():
     assert weight_grad is not None and float(weight_grad.abs().sum()) > 0
 
 
+def test_a_baseline_networks_input_is_one_argument_each_item_detached_as_in_pyro():
+    # Pyro calls nn_baseline(detach_iterable(input)): a list stays one argument and each of its
+    # tensors is detached; the list's items used to keep their graph (training the encoder).
+    pyro.clear_param_store()
+    encoder = torch.tensor(1.5, dtype=F64, requires_grad=True)
+    network = torch.nn.Linear(2, 1).double()
+    baseline = {
+        "nn_baseline": lambda pair: network(torch.cat(pair, -1)).squeeze(-1),
+        "nn_baseline_input": [encoder * X[:, None], X[:, None]],
+    }
+    loss = get("elbo").differentiable_loss(bernoulli_model, guide_with(baseline), X)
+    encoder_grad, weight_grad = grads(loss, [encoder, network.weight])
+    assert encoder_grad is None or float(encoder_grad) == 0.0
+    assert weight_grad is not None and float(weight_grad.abs().sum()) > 0
+
+
+def test_an_absent_nn_baseline_may_be_none_beside_a_value():
+    # Pyro reads nn_baseline=None as no network; it was refused as "both".
+    pyro.clear_param_store()
+    options = {"nn_baseline": None, "baseline_value": t(0.0)}
+    assert math.isfinite(get("elbo").loss(bernoulli_model, guide_with(options), X))
+
+
+def test_the_decaying_average_is_added_to_a_users_baseline():
+    # With K = 1, Pyro adds its decaying average to the user's baseline and fits the sum: the
+    # squared error's gradient in b, 2 sum_i (b + average - cost_i), moves by 2 N average.
+    def b_gradient(decaying: bool) -> float:
+        pyro.clear_param_store()
+        estimator = get("elbo")
+        estimator._decaying_average = lambda name, options, cost: 7.0  # a known average
+        b = torch.tensor(0.5, dtype=F64, requires_grad=True)
+        options = {"baseline_value": b, "use_decaying_avg_baseline": decaying}
+        pyro.set_rng_seed(0)
+        loss = estimator.differentiable_loss(bernoulli_model, guide_with(options), X)
+        return float(torch.autograd.grad(loss, [b])[0])
+
+    assert b_gradient(True) - b_gradient(False) == pytest.approx(2 * len(X) * 7.0, rel=1e-12)
+
+
 def test_estimators_that_do_not_use_a_sites_baseline_say_so():
     # The multi-sample bounds take VIMCO's leave-one-out signal; a site's baseline (and its
     # network, which then never trains) was silently ignored.
