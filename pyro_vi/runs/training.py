@@ -442,6 +442,10 @@ def train_spec(
         if on_epoch is not None:
             on_epoch(epoch, history, built)
 
+    # It writes files; only a caller's on_epoch hook may change the program's Python state, which
+    # a captured step is then traced again to check (a trace costs ~40 steps).
+    after_epoch.changes_program = on_epoch is not None  # type: ignore[attr-defined]
+
     def keep_best(epoch: int, history: History) -> None:
         # Called by fit before it checkpoints the epoch: a resumed run never lacks the weights
         # of the best epoch its history names.

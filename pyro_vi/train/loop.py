@@ -528,6 +528,9 @@ def fit(
         seed: Seeds Pyro, torch and the shuffling when given.
         progress: Show progress over epochs (a bar on a terminal, periodic lines in a log).
         callback: Called as ``callback(epoch, history)`` after each epoch (e.g. to checkpoint).
+            It may change the program's Python state (an annealing weight): a captured step
+            (``compile``) is then traced again and compared, unless the callback is marked
+            ``callback.changes_program = False`` (one that only writes files or logs).
         max_seconds: A training-time budget: training stops after the first step that ends past
             it (the last epoch may then be partial; its train loss averages the steps taken, and
             the test loss is still evaluated). Evaluation time does not count.
@@ -655,17 +658,7 @@ def fit(
             compile = False
     elif seed is not None:
         pyro.set_rng_seed(seed)
-    saving.settings = _settings(
-        loss,
-        optim,
-        batch_size,
-        seed,
-        on_nonfinite,
-        early_stopping,
-        train_items,
-        validation_items,
-        test_items,
-    )
+    saving.settings = _settings(loss, optim, batch_size, train_items, validation_items, test_items)
     try:
         history = _train(
             model,
@@ -742,9 +735,6 @@ def _settings(
     loss: ELBO,
     optim: Any,
     batch_size: int,
-    seed: int | None,
-    on_nonfinite: str,
-    early_stopping: int | None,
     train_items: tuple,
     validation_items: tuple | None,
     test_items: tuple | None,
@@ -752,7 +742,10 @@ def _settings(
     """The arguments of :func:`fit` that a resumed run must share with the checkpoint's: any
     other value of one would silently train (or report) a different run. ``epochs``,
     ``max_seconds``, ``checkpoint_every``, ``compile``, ``threads``, ``device`` and
-    ``progress`` may change."""
+    ``progress`` may change, and so may ``seed`` (the checkpoint restores every random
+    generator and the data order, so it has no effect on a resumed run), ``early_stopping``
+    and ``on_nonfinite`` (policies of when to stop, like ``epochs``: a run that stopped on a
+    non-finite step may go on with ``"skip"``)."""
 
     def data(items: tuple | None) -> Any:
         if items is None:
@@ -763,9 +756,6 @@ def _settings(
         "loss": _describe_loss(loss),
         "optim": _describe_optim(optim),
         "batch_size": batch_size,
-        "seed": seed,
-        "on_nonfinite": on_nonfinite,
-        "early_stopping": early_stopping,
         "train_data": data(train_items),
         "validation_data": data(validation_items),
         "test_data": data(test_items),
@@ -906,7 +896,9 @@ def _train(
                 bar.set_postfix(postfix)
                 if callback is not None and distributed.rank() == 0:
                     callback(epoch, history)
-                    if isinstance(state.run, CapturedStep):
+                    if isinstance(state.run, CapturedStep) and getattr(
+                        callback, "changes_program", True
+                    ):
                         state.run.recheck()  # the callback may have changed the program's state
                 if history.out_of_time or history.stopped_early:
                     break
@@ -1072,9 +1064,10 @@ class _Saving:
                 raise CheckpointError(
                     f"checkpoint {str(self.resume)!r} was written by a run with other settings "
                     f"({'; '.join(differ)}): resuming would silently train a different run; "
-                    "resume with the same arguments (only epochs, max_seconds, "
-                    "checkpoint_every, compile, threads, device and progress may change), or "
-                    "start afresh with resume=False"
+                    "resume with the same loss, optim, batch_size and data (epochs, "
+                    "max_seconds, checkpoint_every, compile, threads, device, progress, seed, "
+                    "early_stopping and on_nonfinite may change), or start afresh with "
+                    "resume=False"
                 )
         trainer.prepare(batch, apply=False)
         trainer.load_state_dict(saved["trainer"], fingerprint.get("params"), self.resume)
