@@ -16,14 +16,16 @@ falls back to the eager step with one warning that names the reason.
 A program whose Python changes what a step computes without reading a tensor (a KL-annealing
 weight in a closure or set by a callback, ``random.random()``, a counter) would be frozen by a
 replayed graph into its first step's values. Each graph is therefore traced again on the 2nd,
-4th, 8th, ... call of its batch shape (state that changes at every step shows at once, state
-that changes every n steps within twice as many) and on its next call after ``fit``'s
-``callback`` ran (which may set an annealing weight between epochs), and compared with the graph
-kept (operations, literals and constant tensors): a difference falls back to the eager step,
-with one warning. A trace costs about 40 replays of the step (0.12 s for the 784-200-200-50 VAE
-at B=100 on one CPU thread), so the doubling keeps the checks' share of a long run near zero;
-a per-epoch check would cost ~6% of a compiled MNIST epoch. Between checks, a replayed graph
-computes what the last agreeing traces computed.
+4th, 8th, ..., 64th call of its batch shape and on its next call after ``fit``'s ``callback``
+ran (which may set an annealing weight between epochs), and compared with the graph kept
+(operations, literals and constant tensors): a difference falls back to the eager step, with
+one warning. State that changes at every call shows at the 2nd; a counter the program advances
+itself advances only when its Python runs, that is at each trace, and shows within the next
+few; after the 64th call, only the callback (the one code of the user's that runs between
+steps) can change the program, and it is checked. A trace costs about 40 replays of the step
+(0.12 s for the 784-200-200-50 VAE at B=100 on one CPU thread): checking every epoch would cost
+~6% of a compiled MNIST epoch. Between checks, a replayed graph computes what the last
+agreeing traces computed.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ from pyro_vi.traces import no_rng_side_effects
 __all__ = ["CapturedStep", "EagerStep", "make_step"]
 
 COMPILE_MODES = ("inductor", "graph")
+
+#: The last call of a batch shape whose step is traced again to check it (the 2nd, 4th, ...,
+#: 64th are): see the module docstring.
+LAST_CHECK = 64
 
 
 class EagerStep:
@@ -150,7 +156,7 @@ class CapturedStep:
             self.traced[key] = traced
             self.graphs[key] = self._compile(traced)
             return self.graphs[key]
-        if calls & (calls - 1) == 0:  # the 2nd, 4th, 8th, ... call
+        if calls <= LAST_CHECK and calls & (calls - 1) == 0:  # the 2nd, 4th, ..., 64th call
             self.unchecked.add(key)
         if key not in self.unchecked:
             return self.graphs[key]
