@@ -144,6 +144,8 @@ def pyro_vi_run(
             marks.append(time.perf_counter())
             losses.append(history.train_loss[-1])
 
+        mark.changes_program = False  # it times: no trace of the captured step to check it
+
         fit(
             model,
             guide,
