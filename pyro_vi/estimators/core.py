@@ -68,7 +68,6 @@ __all__ = [
     "VectorizationError",
     "compute_log_weights",
     "find_data_plate",
-    "is_point_mass",
     "plate_nesting",
     "scores_fresh_values",
 ]

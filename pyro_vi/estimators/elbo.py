@@ -94,7 +94,7 @@ class TraceELBO(Estimator):
         Without a baseline of the user's: the leave-one-out mean (K > 1) or the decaying average
         (K = 1) unless ``use_decaying_avg_baseline`` is False.
         """
-        check_baseline_options(name, options)
+        # The options were checked once, when the program was validated (_check_baselines).
         count, columns = cost.shape
         learned: torch.Tensor | None = None
         if options.get("nn_baseline") is not None:  # None is absent, as in Pyro

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 
 import torch
 
-from pyro_vi.estimators.core import LogWeights, is_point_mass
-from pyro_vi.traces import is_latent, log_prob_of
+from pyro_vi.estimators.core import LogWeights
+from pyro_vi.traces import is_latent, is_point_mass, log_prob_of
 
 __all__ = ["leaves", "parameter_groups", "shares_parameters"]
 

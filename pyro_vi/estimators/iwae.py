@@ -15,8 +15,9 @@ import torch
 from pyro_vi import _noise_scoring
 from pyro_vi._checks import check_int
 from pyro_vi.estimators.base import Estimator
-from pyro_vi.estimators.core import LogWeights, is_point_mass
+from pyro_vi.estimators.core import LogWeights
 from pyro_vi.estimators.groups import shares_parameters
+from pyro_vi.traces import is_point_mass
 
 
 def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
